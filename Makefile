@@ -1,0 +1,41 @@
+# Two commands: `make run` starts the service, `make test` runs every test CI runs.
+# Both create or update the virtualenv in .venv from pyproject.toml first.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_TEST := $(VENV)/.installed-test
+
+.PHONY: run test lint venv venv-test bench asyncapi clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(STAMP_TEST): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(STAMP_RUN)
+
+venv: $(STAMP_RUN)
+venv-test: $(STAMP_TEST)
+
+run: venv
+	$(BIN)/symbia-integrations serve
+
+lint: venv-test
+	$(BIN)/ruff check .
+	$(BIN)/lint-imports
+
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+asyncapi: venv
+	$(BIN)/python -m handlers.asyncapi > docs/asyncapi.json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,181 @@
+"""The FastAPI application: the route table becomes bus requests; health and docs are local."""
+
+import logging
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import orjson
+from fastapi import FastAPI
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+
+from api.bus import BusClient, BusError
+from api.docs import llms_txt, openapi_document
+from api.middleware import ResponseHeaders
+from api.responses import JSON, envelope_response, new_request_id
+from api.settings import ApiSettings
+from contracts import headers as h
+from contracts import subjects
+from contracts.envelope import ErrorCategory, Reason
+from contracts.routes import ROUTES, Route
+
+log = logging.getLogger("symbia.integrations.api")
+
+_BUS_ERRORS = {
+    # kind → (status, category, reason, message)
+    "no_workers": (503, ErrorCategory.internal, Reason.NO_WORKERS,
+                   "No integrations worker is running; retry shortly"),
+    "worker_lost": (503, ErrorCategory.internal, Reason.WORKER_LOST,
+                    "The worker handling the request stopped responding; the request may or may not have run"),
+    "timeout": (504, ErrorCategory.timeout, Reason.BUS_TIMEOUT, "The request took longer than the gateway allows"),
+    "unavailable": (503, ErrorCategory.internal, Reason.BUS_UNAVAILABLE,
+                    "The gateway's message bus is unavailable; retry shortly"),
+}
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        raise BodyTooLarge
+    chunks, total = [], 0
+    async for chunk in request.stream():  # chunked bodies have no Content-Length to trust
+        total += len(chunk)
+        if total > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def bus_headers(request: Request) -> dict[str, str]:
+    out = {}
+    for name in h.IDENTITY_HEADERS:
+        value = request.headers.get(name)
+        if value is not None:
+            out[name] = value
+    out[h.TRACE_ID] = request.scope.get("state", {}).get("trace_id", "")
+    return out
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    bus = BusClient(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        await bus.connect()
+        log.info("api connected to the bus")
+        yield
+        await bus.close()
+
+    app = FastAPI(title="Symbia Integrations", lifespan=lifespan, openapi_url=None, docs_url=None,
+                  redoc_url=None)
+    app.state.bus = bus
+    timeout = settings.request_timeout_s
+    max_body = settings.max_body_bytes
+
+    async def forward(route: Route, request: Request, body: bytes) -> Response:
+        try:
+            reply = await bus.request(route.subject, body, bus_headers(request), timeout)
+        except BusError as exc:
+            status, category, reason, message = _BUS_ERRORS[exc.kind]
+            return envelope_response(status, message, category, reason=reason, retryable=True,
+                                     request_id=request.headers.get(h.REQUEST_ID))
+        headers = {k: v for k in h.HTTP_REPLY_HEADERS if (v := reply.headers.get(k)) is not None}
+        return Response(reply.body, status_code=reply.status, media_type=JSON, headers=headers)
+
+    def body_route(route: Route):
+        async def endpoint(request: Request) -> Response:
+            try:
+                body = await read_body(request, max_body)
+            except BodyTooLarge:
+                return envelope_response(413, f"Request body too large. Maximum size is {max_body} bytes",
+                                         ErrorCategory.validation, reason=Reason.BODY_TOO_LARGE)
+            return await forward(route, request, body)
+
+        return endpoint
+
+    def params_route(route: Route):
+        async def endpoint(request: Request) -> Response:
+            fields: dict = dict(request.query_params)
+            fields.update(request.path_params)
+            return await forward(route, request, orjson.dumps(fields))
+
+        return endpoint
+
+    for route in ROUTES:
+        endpoint = body_route(route) if route.method in ("POST", "PUT", "PATCH") else params_route(route)
+        for path in (route.path, route.alias_path):
+            app.add_route(path, endpoint, methods=[route.method])
+
+    def now() -> str:
+        return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    async def live(_request: Request) -> Response:
+        return JSONResponse({"status": "ok", "timestamp": now()})
+
+    async def ready(_request: Request) -> Response:
+        checks = {"bus": {"status": "ok" if bus.connected else "unhealthy"}}
+        if bus.connected:
+            try:
+                reply = await bus.request(subjects.HEALTH_PING, b"{}", {}, settings.ready_timeout_s)
+                checks["workers"] = {"status": "ok" if reply.status == 200 else "unhealthy"}
+            except BusError as exc:
+                checks["workers"] = {"status": "unhealthy", "message": exc.kind}
+        ok = all(c["status"] == "ok" for c in checks.values())
+        return JSONResponse({"status": "ok" if ok else "unhealthy", "timestamp": now(), "checks": checks},
+                            status_code=200 if ok else 503)
+
+    for path, handler in (("/health", live), ("/health/live", live), ("/health/ready", ready)):
+        app.add_route(path, handler, methods=["GET"])
+
+    openapi_bytes = orjson.dumps(openapi_document())
+    llms = llms_txt(full=False)
+    llms_full = llms_txt(full=True)
+
+    async def openapi(_request: Request) -> Response:
+        return Response(openapi_bytes, media_type=JSON)
+
+    for path in ("/openapi.json", "/docs/openapi.json", "/.well-known/openapi.json"):
+        app.add_route(path, openapi, methods=["GET"])
+    for path in ("/llms.txt", "/llm.txt", "/docs/llms.txt"):
+        app.add_route(path, lambda _r: PlainTextResponse(llms), methods=["GET"])
+    for path in ("/llms-full.txt", "/docs/llms-full.txt"):
+        app.add_route(path, lambda _r: PlainTextResponse(llms_full), methods=["GET"])
+    app.add_route("/", lambda _r: RedirectResponse("/docs/llms.txt", 302), methods=["GET"])
+    app.add_route("/api/docs", lambda _r: RedirectResponse("/openapi.json", 302), methods=["GET"])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404:
+            return envelope_response(404, f"Not found: {request.method} {request.url.path}",
+                                     ErrorCategory.not_found, reason=Reason.NOT_FOUND)
+        if exc.status_code == 405:
+            return envelope_response(405, f"Method {request.method} not allowed on {request.url.path}",
+                                     ErrorCategory.validation, reason=Reason.INVALID_REQUEST)
+        return envelope_response(exc.status_code, str(exc.detail), ErrorCategory.internal)
+
+    @app.exception_handler(Exception)
+    async def unhandled(_request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error in the api: %r", exc)
+        return envelope_response(500, "Internal server error", ErrorCategory.internal, reason=Reason.INTERNAL,
+                                 request_id=new_request_id())
+
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.cors_origin_list or ["*"],
+        allow_credentials=bool(settings.cors_origin_list),
+        allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
+        allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Org-Id", "X-Request-Id", "X-Service-Id",
+                       "X-Env", "X-Environment", "X-Data-Class", "X-Policy-Ref", "traceparent"],
+        expose_headers=["x-trace-id", "x-request-id", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining",
+                        "x-ratelimit-reset"],
+        max_age=86400,
+    )
+    app.add_middleware(ResponseHeaders)
+    return app

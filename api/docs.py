@@ -1,0 +1,119 @@
+"""OpenAPI document and llms.txt, generated from the one route table (contracts.routes) plus
+the adapter's own routes, so documentation always describes the routes that exist."""
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from contracts.envelope import ErrorEnvelope
+from contracts.health import HealthStatus
+from contracts.routes import ROUTES, Route
+
+TITLE = "Symbia Integrations"
+DESCRIPTION = (
+    "Gateway from a Symbia network to LLM providers, OpenAPI services and MCP servers. Every route is also "
+    "served under /api/api/... (the path the original's generated docs used). Errors use one envelope "
+    "(ErrorEnvelope). Authenticate with `X-API-Key: <key>` or `Authorization: Bearer <key>`; pick the "
+    "organization with `X-Org-Id`."
+)
+
+# The adapter's own routes (not on the bus): path → (summary, response model).
+LOCAL_ROUTES: dict[str, tuple[str, type[BaseModel] | None]] = {
+    "/health": ("Liveness of the HTTP adapter", HealthStatus),
+    "/health/live": ("Liveness of the HTTP adapter", HealthStatus),
+    "/health/ready": ("Ready: connected to the bus and a worker answered a ping", HealthStatus),
+    "/openapi.json": ("This document", None),
+    "/docs/openapi.json": ("This document", None),
+    "/llms.txt": ("Route index for language models", None),
+    "/docs/llms-full.txt": ("Routes with their schemas, for language models", None),
+}
+
+
+def _schemas(routes: tuple[Route, ...]) -> dict[str, Any]:
+    models: list[tuple[type[BaseModel], str]] = [(ErrorEnvelope, "serialization"), (HealthStatus, "serialization")]
+    for route in routes:
+        if route.request_model:
+            models.append((route.request_model, "validation"))
+        if route.response_model:
+            models.append((route.response_model, "serialization"))
+    _, schema = models_json_schema(models, ref_template="#/components/schemas/{model}")
+    return schema.get("$defs", {})
+
+
+def _ref(model: type[BaseModel]) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def _json_content(model: type[BaseModel] | None) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(model) if model else {"type": "object"}}}
+
+
+def _operation(route: Route, path: str) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": route.summary,
+        "description": f"{route.description}\n\nBus subject: `{route.subject}`.".strip(),
+        "tags": [route.tag],
+        "operationId": f"{route.method.lower()}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
+        "responses": {"200": {"description": "Success", "content": _json_content(route.response_model)}},
+    }
+    for status in route.error_statuses:
+        op["responses"][str(status)] = {"description": "Error envelope", "content": _json_content(ErrorEnvelope)}
+    if route.auth:
+        op["security"] = [{"apiKey": []}, {"bearer": []}]
+    params = [{"name": p.name, "in": "query", "required": False, "description": p.description,
+               "schema": {"type": p.type}} for p in route.query]
+    params += [{"name": seg[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+               for seg in path.split("/") if seg.startswith("{")]
+    if params:
+        op["parameters"] = params
+    if route.request_model and route.method in ("POST", "PUT", "PATCH"):
+        op["requestBody"] = {"required": True, "content": _json_content(route.request_model)}
+    return op
+
+
+def openapi_document(server_url: str | None = None) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for route in ROUTES:
+        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, route.path)
+    for path, (summary, model) in LOCAL_ROUTES.items():
+        content = _json_content(model) if model else {"application/json": {"schema": {"type": "object"}}}
+        paths[path] = {"get": {"summary": summary, "tags": ["meta"], "operationId": "get_" + path.strip("/")
+                               .replace("/", "_").replace(".", "_").replace("-", "_"),
+                               "responses": {"200": {"description": "OK", "content": content}}}}
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": TITLE, "version": "1.0.0", "description": DESCRIPTION},
+        "paths": paths,
+        "components": {
+            "schemas": _schemas(ROUTES),
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }
+    if server_url:
+        doc["servers"] = [{"url": server_url}]
+    return doc
+
+
+def llms_txt(full: bool) -> str:
+    lines = [f"# {TITLE}", "", f"> {DESCRIPTION}", "", "## Routes", ""]
+    for route in ROUTES:
+        auth = "auth" if route.auth else "no auth"
+        lines.append(f"- {route.method} {route.path} ({auth}; bus subject `{route.subject}`): {route.summary}")
+        if full:
+            if route.description:
+                lines.append(f"  {route.description}")
+            if route.request_model:
+                lines.append(f"  Request body: {route.request_model.__name__} (see /openapi.json)")
+            for param in route.query:
+                lines.append(f"  Query `{param.name}`: {param.description}")
+    lines += ["", "## Meta", ""]
+    lines += [f"- GET {path}: {summary}" for path, (summary, _) in LOCAL_ROUTES.items()]
+    if full:
+        lines += ["", "## Errors", "",
+                  "Every error is `{success: false, error, category, errorCategory, retryable, reason?, provider?, "
+                  "operation?, upstream?: {statusCode, code}, requestId, durationMs}`."]
+    return "\n".join(lines) + "\n"

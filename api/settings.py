@@ -1,0 +1,31 @@
+"""Settings of the HTTP adapter (same variable names as the worker's; see README)."""
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ApiSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    host: str = Field("0.0.0.0", validation_alias=AliasChoices("INTEGRATIONS_HOST", "HOST"))
+    port: int = Field(5007, ge=0, le=65535, validation_alias=AliasChoices("INTEGRATIONS_PORT", "PORT"))
+    nats_url: str = Field("nats://127.0.0.1:4222", validation_alias="NATS_URL")
+    nats_creds: Path | None = Field(None, validation_alias="NATS_CREDS")
+    nats_tls_ca: Path | None = Field(None, validation_alias="NATS_TLS_CA")
+    log_level: str = Field("INFO", validation_alias="INTEGRATIONS_LOG_LEVEL")
+
+    max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, validation_alias="INTEGRATIONS_MAX_BODY_BYTES")
+    # Longest a request may take end to end; the worker's upstream timeouts are shorter.
+    request_timeout_s: float = Field(600.0, gt=0, validation_alias="INTEGRATIONS_REQUEST_TIMEOUT_S")
+    # A worker sends a heartbeat every INTEGRATIONS_HEARTBEAT_S while busy; after this much
+    # silence the adapter reports the worker as lost (503, retryable) instead of hanging.
+    worker_silence_s: float = Field(10.0, gt=0, validation_alias="INTEGRATIONS_WORKER_SILENCE_S")
+    ready_timeout_s: float = Field(1.0, gt=0, validation_alias="INTEGRATIONS_READY_TIMEOUT_S")
+    drain_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_DRAIN_TIMEOUT_S")
+    cors_origins: str = Field("", validation_alias="INTEGRATIONS_CORS_ORIGINS")
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]

@@ -1,0 +1,48 @@
+"""Header names of the bus contract (docs/CONTRACTS.md).
+
+A request carries the caller's identity in the same headers as over HTTP; a reply carries
+the HTTP status in ``x-status`` (never ``Status``: NATS clients read that as their own status
+line, and ``Status: 503`` means "no responders" to nats-py).
+"""
+
+# Reply: the HTTP status of the reply body.
+STATUS = "x-status"
+
+# Caller identity and tracing, forwarded from HTTP unchanged (lower-case on the bus).
+AUTHORIZATION = "authorization"
+API_KEY = "x-api-key"
+COOKIE = "cookie"
+ORG_ID = "x-org-id"
+REQUEST_ID = "x-request-id"
+TRACE_ID = "x-trace-id"
+TRACEPARENT = "traceparent"
+CALLER = "x-symbia-caller"
+ORIGIN = "x-symbia-origin"
+SERVICE_ID = "x-service-id"
+
+IDENTITY_HEADERS = (
+    AUTHORIZATION, API_KEY, COOKIE, ORG_ID, REQUEST_ID, TRACE_ID, TRACEPARENT, CALLER, ORIGIN, SERVICE_ID,
+)
+
+# Liveness of a long request. A requester that sends ``x-progress: 1`` receives heartbeat
+# messages (``x-kind: heartbeat``, empty body) on its reply subject while the worker is busy,
+# and the final reply afterwards. Requesters that do not opt in receive only the final reply.
+PROGRESS = "x-progress"
+KIND = "x-kind"
+KIND_HEARTBEAT = "heartbeat"
+
+# Epoch milliseconds by which a worker must start handling the request; later, the requester
+# has given up and the worker drops the message instead of calling the upstream for nobody.
+START_BY = "x-start-by"
+
+# Claim check: the body is empty and the real payload is the named object in PAYLOAD_BUCKET.
+PAYLOAD_REF = "x-payload-ref"
+
+# Reply headers that the HTTP adapter copies onto the HTTP response.
+HTTP_REPLY_HEADERS = (
+    "retry-after",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    REQUEST_ID,
+)

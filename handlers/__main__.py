@@ -1,0 +1,30 @@
+"""`python -m handlers` (what `symbia-integrations worker` runs): one worker process."""
+
+import asyncio
+import logging
+
+from handlers.app import build_app
+from service.logs import configure, mask_url
+from service.settings import Settings
+
+
+def main() -> None:
+    settings = Settings()
+    configure(settings.log_level)
+    if not settings.nats_url:
+        raise SystemExit("NATS_URL is not set: a worker joins an existing NATS server "
+                         "(use `symbia-integrations serve` to start one)")
+    logging.getLogger("symbia.integrations.worker").info("connecting to %s", mask_url(settings.nats_url))
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvicorn[standard] brings it
+        uvloop = None
+    app = build_app(settings)
+    if uvloop is not None:
+        uvloop.run(app.run(log_level=logging.WARNING))
+    else:  # pragma: no cover
+        asyncio.run(app.run(log_level=logging.WARNING))
+
+
+if __name__ == "__main__":
+    main()

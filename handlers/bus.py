@@ -1,0 +1,112 @@
+"""Bus glue shared by every request-reply subscriber: message → Command → Reply → NatsResponse.
+
+Subscribers take the raw message (decoder returns it; no DI context parameters, which cost a
+thread hop per message) and validate the bytes once in the service (perf-notes levers 2, 4).
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from faststream.nats import NatsMessage
+from faststream.nats.response import NatsResponse
+from nats.aio.client import Client
+
+from contracts import headers as h
+from contracts.envelope import ErrorCategory
+from handlers.payloads import PayloadStore
+from service.commands import Command, Handler, Reply, new_request_id, run_command
+from service.errors import GatewayError
+
+log = logging.getLogger("symbia.integrations.bus")
+
+
+def as_message(message: NatsMessage) -> NatsMessage:
+    """Decoder: hand the handler the message itself, undecoded."""
+    return message
+
+
+class Heartbeats:
+    """Tells requesters that opted in (`x-progress: 1`) that a long request is still running.
+    One loop for all in-flight requests instead of a timer per request."""
+
+    def __init__(self, nc: Client, interval_s: float) -> None:
+        self._nc = nc
+        self._interval_s = interval_s
+        self._inflight: dict[int, tuple[str, float]] = {}
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def add(self, key: int, reply_to: str) -> None:
+        self._inflight[key] = (reply_to, time.monotonic())
+
+    def discard(self, key: int) -> None:
+        self._inflight.pop(key, None)
+
+    async def _loop(self) -> None:
+        beat = {h.KIND: h.KIND_HEARTBEAT}
+        while True:
+            await asyncio.sleep(self._interval_s)
+            due = time.monotonic() - self._interval_s / 2
+            for reply_to, since in list(self._inflight.values()):
+                if since <= due and self._nc.is_connected:
+                    with contextlib.suppress(Exception):
+                        await self._nc.publish(reply_to, b"", headers=beat)
+
+
+class BusEndpoint:
+    """Runs one service handler for bus messages."""
+
+    def __init__(self, handler: Handler, request_id_prefix: str, payloads: Callable[[], PayloadStore],
+                 heartbeats: Callable[[], Heartbeats | None]) -> None:
+        self._handler = handler
+        self._prefix = request_id_prefix
+        self._payloads = payloads
+        self._heartbeats = heartbeats
+
+    async def __call__(self, message: NatsMessage) -> NatsResponse:
+        headers = message.headers or {}
+        command = Command(b"", headers, new_request_id(headers, self._prefix))
+        heartbeats = self._heartbeats() if headers.get(h.PROGRESS) == "1" and message.reply_to else None
+        key = id(command)
+        if heartbeats:
+            heartbeats.add(key, message.reply_to)
+        try:
+            reply = await self._reply(message, command)
+        finally:
+            if heartbeats:
+                heartbeats.discard(key)
+        return await self._encode(reply)
+
+    async def _reply(self, message: NatsMessage, command: Command) -> Reply:
+        async def handle(command: Command) -> Reply:
+            start_by = command.headers.get(h.START_BY)
+            if start_by and start_by.isdigit() and time.time() * 1000 > int(start_by):
+                raise GatewayError("The request waited too long for a free worker", ErrorCategory.timeout,
+                                   status=503, reason="queue_timeout")
+            ref = command.headers.get(h.PAYLOAD_REF)
+            command.body = await self._payloads().take(ref) if ref else message.body
+            return await self._handler(command)
+
+        return await run_command(handle, command)
+
+    async def _encode(self, reply: Reply) -> NatsResponse:
+        headers = {**reply.headers, h.STATUS: str(reply.status)}
+        payloads = self._payloads()
+        if payloads.fits(reply.body):
+            return NatsResponse(reply.body, headers=headers)
+        headers[h.PAYLOAD_REF] = await payloads.put(reply.body)
+        return NatsResponse(b"", headers=headers)
+
+
+Subscriber = Callable[[NatsMessage], Awaitable[NatsResponse]]

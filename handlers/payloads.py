@@ -1,0 +1,41 @@
+"""Claim check for payloads above the server's max_payload (docs/CONTRACTS.md): the body is
+stored in the JetStream object store and the message carries only its name."""
+
+import uuid
+
+from nats.aio.client import Client
+from nats.js.api import ObjectStoreConfig
+from nats.js.object_store import ObjectStore
+
+from contracts.subjects import PAYLOAD_BUCKET, PAYLOAD_BUCKET_DESCRIPTION, PAYLOAD_TTL_S
+
+# Room left for headers and protocol framing: headers count against max_payload, and a
+# message above it makes the server close the connection.
+HEADROOM = 64 * 1024
+
+
+class PayloadStore:
+    def __init__(self, nc: Client) -> None:
+        self._nc = nc
+        self._store: ObjectStore | None = None
+
+    def fits(self, body: bytes) -> bool:
+        return len(body) + HEADROOM <= self._nc.max_payload
+
+    async def _bucket(self) -> ObjectStore:
+        if self._store is None:
+            js = self._nc.jetstream()
+            self._store = await js.create_object_store(
+                PAYLOAD_BUCKET, ObjectStoreConfig(ttl=PAYLOAD_TTL_S, description=PAYLOAD_BUCKET_DESCRIPTION))
+        return self._store
+
+    async def put(self, body: bytes) -> str:
+        name = uuid.uuid4().hex
+        await (await self._bucket()).put(name, body)
+        return name
+
+    async def take(self, name: str) -> bytes:
+        store = await self._bucket()
+        result = await store.get(name)
+        await store.delete(name)
+        return result.data or b""

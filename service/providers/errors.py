@@ -1,0 +1,90 @@
+"""Classify upstream failures from status codes, error types and codes (never message text
+alone), so that callers and the circuit breaker see the right category."""
+
+import re
+from collections.abc import Mapping
+
+from contracts.envelope import ErrorCategory, Reason
+from service.errors import GatewayError
+
+_CONTENT_FILTER_CODES = {"content_filter", "content_policy_violation", "content_filtered", "safety"}
+_QUOTA_CODES = {"insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "quota_exceeded"}
+_MODEL_CODES = {"model_not_found", "model_not_available"}
+_SECRETISH = re.compile(r"(sk-[A-Za-z0-9_\-*]{6,}|hf_[A-Za-z0-9]{6,}|Bearer\s+\S+|[A-Za-z0-9_\-]{40,})")
+_MAX_MESSAGE = 500
+
+
+def redact(text: str) -> str:
+    """Remove anything that looks like a key from upstream text before it reaches a caller."""
+    return _SECRETISH.sub("[REDACTED]", text)[:_MAX_MESSAGE]
+
+
+def retry_after_header(headers: Mapping[str, str]) -> dict[str, str]:
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    if value is None:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            try:
+                value = str(max(1, round(float(ms) / 1000)))
+            except ValueError:
+                value = None
+    return {"retry-after": value} if value else {}
+
+
+def classify_upstream(
+    *,
+    provider: str,
+    operation: str,
+    status: int,
+    code: str | None,
+    error_type: str | None,
+    message: str | None,
+    headers: Mapping[str, str],
+) -> GatewayError:
+    kinds = {k.lower() for k in (code, error_type) if k}
+    detail = redact(message) if message else None
+
+    def err(text: str, category: ErrorCategory, **kw) -> GatewayError:
+        return GatewayError(
+            text, category, provider=provider, operation=operation,
+            upstream_status=status, upstream_code=code or error_type, **kw,
+        )
+
+    if status in (401, 403):
+        return err(
+            f"{provider} rejected the credentials configured for it. Check the provider key.",
+            ErrorCategory.auth, status=502, reason=Reason.PROVIDER_REJECTED_CREDENTIALS,
+        )
+    if status == 402 or kinds & _QUOTA_CODES:
+        return err(f"{provider} quota or billing limit reached" + (f": {detail}" if detail else ""),
+                   ErrorCategory.quota)
+    if status == 429:
+        return err(f"{provider} rate limit exceeded. Try again shortly.", ErrorCategory.rate_limit,
+                   headers=retry_after_header(headers), reason=Reason.UPSTREAM_ERROR)
+    if kinds & _CONTENT_FILTER_CODES:
+        return err(f"{provider} blocked the content" + (f": {detail}" if detail else ""),
+                   ErrorCategory.content_filter)
+    if status in (408, 504):
+        return err(f"Request to {provider} timed out", ErrorCategory.timeout, reason=Reason.UPSTREAM_TIMEOUT)
+    if status >= 500:
+        return err(f"{provider} error ({status})" + (f": {detail}" if detail else ""), ErrorCategory.provider,
+                   headers=retry_after_header(headers), reason=Reason.UPSTREAM_ERROR)
+    reason = Reason.MODEL_NOT_FOUND if (kinds & _MODEL_CODES or status == 404) else Reason.UPSTREAM_ERROR
+    return err(f"{provider} rejected the request ({status})" + (f": {detail}" if detail else ""),
+               ErrorCategory.validation, reason=reason)
+
+
+def error_fields(payload: object) -> tuple[str | None, str | None, str | None]:
+    """(code, type, message) from the error bodies of OpenAI-compatible servers, HF router,
+    TGI and TEI: `{"error": {"message", "type", "code"}}`, `{"error": "text", "error_type"}`,
+    `{"message": ...}` or FastAPI-style `{"detail": ...}`."""
+    if not isinstance(payload, dict):
+        return None, None, payload if isinstance(payload, str) and payload else None
+    error = payload.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        return (str(code) if code is not None else None), error.get("type"), error.get("message")
+    message = error if isinstance(error, str) else payload.get("message") or payload.get("detail")
+    if message is not None and not isinstance(message, str):
+        message = str(message)
+    return payload.get("code") if isinstance(payload.get("code"), str) else None, payload.get("error_type"), message

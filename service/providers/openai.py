@@ -1,0 +1,53 @@
+"""OpenAI and any OpenAI-compatible server at OPENAI_BASE_URL (vLLM, llama.cpp, Ollama...)."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from contracts.execute import ExecuteParams
+from service.errors import GatewayError
+from service.providers import chat_format, responses_format
+from service.providers.base import OperationSpec, UpstreamCall
+from service.providers.errors import classify_upstream, error_fields
+from service.providers.models import is_reasoning_model
+
+
+class OpenAIAdapter:
+    name = "openai"
+
+    def __init__(self, base_url: str, organization: str | None = None) -> None:
+        self.base_url = base_url
+        self.organization = organization
+
+    def _headers(self, api_key: str | None) -> dict[str, str]:
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        if self.organization:
+            headers["openai-organization"] = self.organization
+        return headers
+
+    def build(self, op: OperationSpec, params: ExecuteParams, api_key: str | None) -> UpstreamCall:
+        headers = self._headers(api_key)
+        if op.kind == "embeddings":
+            body: dict[str, Any] = {"model": params.model, "input": params.input if params.input is not None
+                                    else params.text}
+            if params.dimensions is not None:
+                body["dimensions"] = params.dimensions
+            if params.user is not None:
+                body["user"] = params.user
+            return UpstreamCall("POST", f"{self.base_url}/embeddings", body, headers)
+        if op.kind == "responses":
+            return UpstreamCall("POST", f"{self.base_url}/responses", responses_format.body(params), headers)
+        field = "max_completion_tokens" if is_reasoning_model(params.model) else "max_tokens"
+        return UpstreamCall("POST", f"{self.base_url}/chat/completions",
+                            chat_format.chat_body(params, max_tokens_field=field), headers)
+
+    def parse(self, op: OperationSpec, params: ExecuteParams, payload: Any) -> dict[str, Any]:
+        if op.kind == "embeddings":
+            return chat_format.parse_embeddings(self.name, params.model, payload)
+        if op.kind == "responses":
+            return responses_format.parse(self.name, params.model, payload)
+        return chat_format.parse_chat(self.name, params.model, payload)
+
+    def error(self, op: OperationSpec, status: int, payload: Any, headers: Mapping[str, str]) -> GatewayError:
+        code, kind, message = error_fields(payload)
+        return classify_upstream(provider=self.name, operation=op.name, status=status, code=code,
+                                 error_type=kind, message=message, headers=headers)

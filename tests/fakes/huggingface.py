@@ -1,0 +1,138 @@
+"""A small HuggingFace upstream for tests: the router's OpenAI-compatible chat, TGI's
+`/generate`, TEI's `/embed`, hf-inference feature extraction and `/v1/embeddings`.
+
+It is a real HTTP server on loopback (aiohttp, own thread and loop). Behaviour is chosen by
+the model name, so one server serves every test:
+  `fail-<status>`  answer that HTTP status with an HF-style error body
+  `loading`        503 with `estimated_time` (a cold model on the router)
+  `slow-<ms>`      wait before answering
+  `tokens`         feature extraction answers token-level features (not sentence vectors)
+Every request is recorded (method, path, headers, JSON body) for assertions.
+"""
+
+import asyncio
+import threading
+from typing import Any
+
+from aiohttp import web
+
+API_KEY = "hf_test"
+DIM = 8
+
+
+def _vector(text: str) -> list[float]:
+    seed = sum(ord(c) for c in text) or 1
+    return [round(((seed * (i + 7)) % 97) / 97.0, 6) for i in range(DIM)]
+
+
+class FakeHuggingFace:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.url = ""
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- behaviour -----------------------------------------------------------------------
+
+    async def _record(self, request: web.Request) -> dict[str, Any]:
+        body = await request.json() if request.can_read_body else None
+        self.requests.append({"method": request.method, "path": request.path, "headers": dict(request.headers),
+                              "body": body})
+        return body or {}
+
+    async def _gate(self, request: web.Request, model: str) -> web.Response | None:
+        if request.headers.get("Authorization") != f"Bearer {API_KEY}":
+            return web.json_response({"error": "Invalid credentials in Authorization header"}, status=401)
+        if model.startswith("fail-"):
+            status = int(model.removeprefix("fail-"))
+            body: dict[str, Any] = {"error": f"simulated failure {status}"}
+            if status == 422:
+                body["error_type"] = "validation"
+            return web.json_response(body, status=status)
+        if model == "loading":
+            return web.json_response({"error": f"Model {model} is currently loading", "estimated_time": 12.4},
+                                     status=503)
+        if model.startswith("slow-"):
+            await asyncio.sleep(int(model.removeprefix("slow-")) / 1000)
+        return None
+
+    async def chat(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        model = body.get("model", "")
+        if (failure := await self._gate(request, model)) is not None:
+            return failure
+        last = body["messages"][-1]["content"]
+        text = last if isinstance(last, str) else " ".join(p.get("text", "") for p in last if isinstance(p, dict))
+        return web.json_response({
+            "id": "chatcmpl-hf", "object": "chat.completion", "created": 1700000000, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": f"hf says: {text}"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 4, "total_tokens": 11},
+        })
+
+    async def generate(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        if (failure := await self._gate(request, "")) is not None:
+            return failure
+        return web.json_response({
+            "generated_text": f" continued: {body['inputs'][-20:]}",
+            "details": {"finish_reason": "length", "generated_tokens": 5, "seed": 42, "prefill": []},
+        })
+
+    async def embed(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        model = request.match_info.get("model", "")
+        if (failure := await self._gate(request, model)) is not None:
+            return failure
+        inputs = body["inputs"] if isinstance(body["inputs"], list) else [body["inputs"]]
+        if model == "tokens":
+            return web.json_response([[_vector(t), _vector(t + "!")] for t in inputs])
+        return web.json_response([_vector(t) for t in inputs])
+
+    async def openai_embeddings(self, request: web.Request) -> web.Response:
+        body = await self._record(request)
+        if (failure := await self._gate(request, body.get("model", ""))) is not None:
+            return failure
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = [{"object": "embedding", "index": i, "embedding": _vector(t)} for i, t in enumerate(inputs)]
+        return web.json_response({"object": "list", "data": list(reversed(data)), "model": body["model"],
+                                  "usage": {"prompt_tokens": 3, "total_tokens": 3}})
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    def _app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/generate", self.generate)
+        app.router.add_post("/embed", self.embed)
+        app.router.add_post("/hf-inference/models/{model:.+}/pipeline/feature-extraction", self.embed)
+        app.router.add_post("/v1/embeddings", self.openai_embeddings)
+        return app
+
+    def start(self) -> "FakeHuggingFace":
+        ready = threading.Event()
+
+        def run() -> None:
+            self._loop = asyncio.new_event_loop()
+            self._runner = web.AppRunner(self._app(), access_log=None)
+            self._loop.run_until_complete(self._runner.setup())
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            self._loop.run_until_complete(site.start())
+            port = site._server.sockets[0].getsockname()[1]
+            self.url = f"http://127.0.0.1:{port}"
+            ready.set()
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="fake-huggingface", daemon=True)
+        self._thread.start()
+        if not ready.wait(10):
+            raise RuntimeError("fake HuggingFace server did not start")
+        return self
+
+    def stop(self) -> None:
+        if self._loop and self._runner:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread:
+            self._thread.join(10)
