@@ -18,6 +18,7 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import ObjectStoreConfig
+from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
 from api.settings import ApiSettings
@@ -136,8 +137,11 @@ class BusClient:
     async def _bucket(self) -> ObjectStore:
         if self._store is None:
             js = self._nc.jetstream()
-            self._store = await js.create_object_store(
-                PAYLOAD_BUCKET, ObjectStoreConfig(ttl=PAYLOAD_TTL_S, description=PAYLOAD_BUCKET_DESCRIPTION))
+            try:  # bind to the bucket when it exists (whoever created it), else create it
+                self._store = await js.object_store(PAYLOAD_BUCKET)
+            except NotFoundError:
+                self._store = await js.create_object_store(
+                    PAYLOAD_BUCKET, ObjectStoreConfig(ttl=PAYLOAD_TTL_S, description=PAYLOAD_BUCKET_DESCRIPTION))
         return self._store
 
     async def _put(self, body: bytes) -> str:

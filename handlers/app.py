@@ -88,6 +88,7 @@ def build_app(settings: Settings) -> FastStream:
     async def started() -> None:
         nc = broker.connection
         state["payloads"] = PayloadStore(nc)
+        await state["payloads"].bucket()  # exists before any client needs it (docs/CONTRACTS.md)
         beats = Heartbeats(nc, settings.heartbeat_s)
         beats.start()
         state["heartbeats"] = beats

@@ -5,6 +5,7 @@ import uuid
 
 from nats.aio.client import Client
 from nats.js.api import ObjectStoreConfig
+from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
 from contracts.subjects import PAYLOAD_BUCKET, PAYLOAD_BUCKET_DESCRIPTION, PAYLOAD_TTL_S
@@ -22,20 +23,23 @@ class PayloadStore:
     def fits(self, body: bytes) -> bool:
         return len(body) + HEADROOM <= self._nc.max_payload
 
-    async def _bucket(self) -> ObjectStore:
+    async def bucket(self) -> ObjectStore:
         if self._store is None:
             js = self._nc.jetstream()
-            self._store = await js.create_object_store(
-                PAYLOAD_BUCKET, ObjectStoreConfig(ttl=PAYLOAD_TTL_S, description=PAYLOAD_BUCKET_DESCRIPTION))
+            try:  # bind to the bucket when it exists (whoever created it), else create it
+                self._store = await js.object_store(PAYLOAD_BUCKET)
+            except NotFoundError:
+                self._store = await js.create_object_store(
+                    PAYLOAD_BUCKET, ObjectStoreConfig(ttl=PAYLOAD_TTL_S, description=PAYLOAD_BUCKET_DESCRIPTION))
         return self._store
 
     async def put(self, body: bytes) -> str:
         name = uuid.uuid4().hex
-        await (await self._bucket()).put(name, body)
+        await (await self.bucket()).put(name, body)
         return name
 
     async def take(self, name: str) -> bytes:
-        store = await self._bucket()
+        store = await self.bucket()
         result = await store.get(name)
         await store.delete(name)
         return result.data or b""

@@ -20,6 +20,7 @@ import pytest
 from api.app import create_app
 from api.settings import ApiSettings
 from handlers.app import build_app
+from service.auth.keys import KeyStore
 from service.embedded_nats import EmbeddedNats
 from service.settings import Settings
 from tests.fakes.huggingface import API_KEY as HF_KEY
@@ -112,7 +113,14 @@ def data_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def settings(nats_url: str, llmock: LLMock, hf_fake: FakeHuggingFace, data_dir: Path) -> Settings:
+def acme_key(data_dir: Path) -> str:
+    """A stored key restricted to org `acme` (created before any worker reads the store)."""
+    _, key = KeyStore(data_dir / "api-keys.json").create("acme service", org="acme")
+    return key
+
+
+@pytest.fixture(scope="session")
+def settings(nats_url: str, llmock: LLMock, hf_fake: FakeHuggingFace, data_dir: Path, acme_key: str) -> Settings:
     return Settings(
         _env_file=None,
         nats_url=nats_url,

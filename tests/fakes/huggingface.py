@@ -102,7 +102,7 @@ class FakeHuggingFace:
     # --- lifecycle -----------------------------------------------------------------------
 
     def _app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/generate", self.generate)
         app.router.add_post("/embed", self.embed)
