@@ -77,8 +77,13 @@ class BusClient:
         await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_message)
 
     async def close(self) -> None:
-        if self._nc is not None and not self._nc.is_closed:
-            await self._nc.drain()
+        nc = self._nc
+        if nc is None or nc.is_closed:
+            return
+        if nc.is_connected:
+            await nc.drain()  # let in-flight replies arrive
+        else:
+            await nc.close()  # reconnecting: nothing to drain
 
     async def _on_message(self, msg: Msg) -> None:
         pending = self._pending.get(msg.subject[len(self._prefix) + 1:])
