@@ -11,6 +11,9 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from contracts import subjects
+from contracts.http import API_PREFIX, Route
+
 
 class Operation(StrEnum):
     chat_completions = "chat.completions"
@@ -147,3 +150,21 @@ class ExecuteSuccess(BaseModel):
     data: ChatData | EmbeddingsData
     requestId: str
     durationMs: int
+
+
+ROUTES = (
+    Route(
+        method="POST",
+        path=f"{API_PREFIX}/execute",
+        subject=subjects.EXECUTE,
+        summary="Run an LLM operation (chat completion, text generation, embeddings) on a provider",
+        tag="execute",
+        request_model=ExecuteRequest,
+        response_model=ExecuteSuccess,
+        description=(
+            "Normalizes the provider's answer into one shape. Provider keys are resolved by the gateway; "
+            "callers never send them. Errors use the one error envelope."
+        ),
+        error_statuses=(400, 401, 402, 403, 413, 422, 429, 500, 502, 503, 504),
+    ),
+)

@@ -69,7 +69,7 @@ def build_app(settings: Settings) -> FastStream:
         return state.get("heartbeats")  # type: ignore[return-value]
 
     def endpoint(subject: str, handler, prefix: str, description: str) -> None:
-        run = BusEndpoint(handler, prefix, payloads, heartbeats)
+        run = BusEndpoint(handler, prefix, payloads, heartbeats, services.observers)
         broker.subscriber(
             subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
             decoder=as_message, title=subject, description=description,

@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from faststream.nats import NatsMessage
 from faststream.nats.response import NatsResponse
@@ -21,6 +21,9 @@ from service.commands import Command, Handler, Reply, new_request_id, run_comman
 from service.errors import GatewayError
 
 log = logging.getLogger("symbia.integrations.bus")
+
+# Called with every authenticated command and its reply, before the reply is sent (usage).
+CallObserver = Callable[[Command, Reply], Awaitable[None]]
 
 
 def as_message(message: NatsMessage) -> NatsMessage:
@@ -68,11 +71,12 @@ class BusEndpoint:
     """Runs one service handler for bus messages."""
 
     def __init__(self, handler: Handler, request_id_prefix: str, payloads: Callable[[], PayloadStore],
-                 heartbeats: Callable[[], Heartbeats | None]) -> None:
+                 heartbeats: Callable[[], Heartbeats | None], observers: Sequence[CallObserver] = ()) -> None:
         self._handler = handler
         self._prefix = request_id_prefix
         self._payloads = payloads
         self._heartbeats = heartbeats
+        self._observers = tuple(observers)
 
     async def __call__(self, message: NatsMessage) -> NatsResponse:
         headers = message.headers or {}
@@ -83,6 +87,9 @@ class BusEndpoint:
             heartbeats.add(key, message.reply_to)
         try:
             reply = await self._reply(message, command)
+            if command.record is not None:
+                for observe in self._observers:
+                    await observe(command, reply)
         finally:
             if heartbeats:
                 heartbeats.discard(key)

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from contracts import headers as h
 from contracts.envelope import ErrorCategory, Reason, envelope_json, error_envelope
+from service.calls import CallRecord
 from service.errors import GatewayError
 
 log = logging.getLogger("symbia.integrations")
@@ -35,6 +36,7 @@ class Command:
     headers: Mapping[str, str]
     request_id: str
     started: float = field(default_factory=time.perf_counter)
+    record: CallRecord | None = None            # set once the caller is authenticated
 
     def elapsed_ms(self) -> int:
         return int((time.perf_counter() - self.started) * 1000)

@@ -2,6 +2,7 @@
 
 import logging
 
+from service.auth.access import Access
 from service.auth.keys import KeyStore
 from service.auth.local import LocalAuthenticator
 from service.credentials import EnvCredentials
@@ -19,18 +20,19 @@ class Services:
         self.providers = build_provider_table(settings)
         self.transport = UpstreamTransport(settings.upstream_pool_size, settings.upstream_max_response_bytes)
         self.key_store = KeyStore(settings.key_store_path)
-        self.authenticator = LocalAuthenticator(settings.configured_api_keys, self.key_store)
-        self.credentials = EnvCredentials({
-            "openai": settings.openai_api_key,
-            "huggingface": settings.huggingface_api_key,
-        })
+        self.access = Access(LocalAuthenticator(settings.configured_api_keys, self.key_store), settings.default_org)
+        self.credentials = EnvCredentials(
+            {"openai": settings.openai_api_key, "huggingface": settings.huggingface_api_key},
+            {name: spec.credential_env for name, spec in self.providers.items()},
+        )
+        # Called with each authenticated command and its reply (the usage pipeline plugs in here).
+        self.observers: list = []
         self.execute = ExecuteService(
             providers=self.providers,
             transport=self.transport,
-            authenticator=self.authenticator,
+            access=self.access,
             credentials=self.credentials,
             timeout_for=settings.timeout_for,
-            default_org=settings.default_org,
         )
 
     async def close(self) -> None:

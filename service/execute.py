@@ -1,14 +1,14 @@
 """The execute pipeline: authenticate, resolve the org, validate against the capability
 table, resolve the credential, call the provider, normalize (reference §3.2, fixed)."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from contracts import headers as h
 from contracts.envelope import ErrorCategory, Reason
 from contracts.execute import ExecuteRequest
-from service.auth.principal import Authenticator, resolve_org
+from service.auth.access import Access
+from service.calls import CallRecord
 from service.commands import Command, Reply
-from service.credentials import CredentialResolver
+from service.credentials import NO_CREDENTIAL, CredentialResolver, credential_missing
 from service.errors import GatewayError
 from service.providers.base import ProviderSpec
 from service.providers.capabilities import resolve_operation, validate_params
@@ -23,26 +23,33 @@ class ExecuteService:
         *,
         providers: Mapping[str, ProviderSpec],
         transport: UpstreamTransport,
-        authenticator: Authenticator,
+        access: Access,
         credentials: CredentialResolver,
-        timeout_for,
-        default_org: str,
+        timeout_for: Callable[[str], float],
     ) -> None:
         self._providers = providers
         self._transport = transport
-        self._authenticator = authenticator
+        self._access = access
         self._credentials = credentials
         self._timeout_for = timeout_for
-        self._default_org = default_org
 
     async def __call__(self, command: Command) -> Reply:
-        principal = await self._authenticator.authenticate(command.headers)
-        org = resolve_org(principal, command.headers.get(h.ORG_ID), self._default_org)
+        caller = await self._access.caller(command.headers)
+        record = command.record = CallRecord.start("execute", caller)
         request = ExecuteRequest.model_validate_json(command.body)
         params = request.params
+        record.integration, record.operation, record.model_requested = (request.provider, request.operation,
+                                                                        params.model)
         spec, op = resolve_operation(self._providers, request.provider, request.operation)
         validate_params(spec.name, op, params)
-        credential = await self._credentials.resolve(principal, org, spec, request.credentialId, op.name)
+
+        credential = NO_CREDENTIAL
+        if spec.needs_credential:
+            found = await self._credentials.resolve(caller, spec.name, request.credentialId)
+            if found is None or not found.api_key:
+                raise credential_missing(self._credentials, spec.name, op.name)
+            credential = found
+        record.credential_source, record.credential_id = credential.source, credential.credential_id
 
         call = spec.adapter.build(op, params, credential.api_key)
         response = await self._transport.send(spec.name, call, self._timeout_for(op.name),
@@ -55,5 +62,7 @@ class ExecuteService:
             raise GatewayError(f"{spec.name} returned a response the gateway cannot read: {exc}",
                                ErrorCategory.provider, reason=Reason.UPSTREAM_INVALID_RESPONSE,
                                provider=spec.name, operation=op.name) from None
+        record.model_served = data.get("model")
+        record.add_usage(data.get("usage") or {})
         return command.json_reply(200, {"success": True, "data": data, "requestId": command.request_id,
                                         "durationMs": command.elapsed_ms()})
