@@ -194,3 +194,23 @@ async def test_concurrent_requests_are_served_in_parallel(worker, nc, llmock):
     results = await asyncio.gather(*(execute(nc, chat()) for _ in range(20)))
     assert all(status == 200 for status, _, _ in results)
     assert time.monotonic() - started < 3  # 20 × 0.5 s would be 10 s one at a time
+
+
+async def test_each_authenticated_call_is_observed_with_what_the_pipeline_learned(worker, nc):
+    seen = []
+
+    async def observe(command, reply):
+        seen.append((command.record, reply.status))
+
+    worker.services.observers.append(observe)
+    try:
+        await execute(nc, chat(maxTokens=5), headers={"x-api-key": CALLER_KEY, "x-org-id": "org-7"})
+        await execute(nc, chat("google"))                       # rejected after authentication: observed
+        await execute(nc, chat(), headers={"x-api-key": "bad"})  # never authenticated: not usage
+    finally:
+        worker.services.observers.remove(observe)
+    (ok, ok_status), (rejected, rejected_status) = seen
+    assert ok_status == 200 and ok.org == "org-7" and ok.integration == "openai"
+    assert ok.operation == "chat.completions" and ok.model_requested == "gpt-4o-mini"
+    assert ok.total_tokens > 0 and ok.credential_source == "env" and ok.principal_type == "api_key"
+    assert rejected_status == 400 and rejected.integration == "google" and rejected.credential_source is None
