@@ -76,7 +76,7 @@ class BusEndpoint:
         self._prefix = request_id_prefix
         self._payloads = payloads
         self._heartbeats = heartbeats
-        self._observers = tuple(observers)
+        self._observers = observers  # the live list: pipelines may register after start-up
 
     async def __call__(self, message: NatsMessage) -> NatsResponse:
         headers = message.headers or {}
