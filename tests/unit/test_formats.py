@@ -184,3 +184,14 @@ def test_execute_request_accepts_credential_id_and_rejects_unknown_top_level_key
     assert req.credentialId == "c1"
     with pytest.raises(ValidationError):
         ExecuteRequest.model_validate({"provider": "openai", "operation": "x", "params": {"model": "m"}, "extra": 1})
+
+
+def test_model_table_and_cost():
+    from service.providers.models import cost_usd_micros, model_info, models_for
+
+    assert models_for("openai")[0].id == "gpt-5.2" and models_for("nobody") == ()
+    assert model_info("openai", "gpt-4o-mini-2024-07-18").id == "gpt-4o-mini"  # dated ids map to their family
+    assert model_info("openai", "gpt-4o-2024-08-06").id == "gpt-4o"
+    # 1000 prompt tokens at $0.15/M + 500 completion tokens at $0.60/M = $0.00045 = 450 micros
+    assert cost_usd_micros("openai", "gpt-4o-mini", 1000, 500) == 450
+    assert cost_usd_micros("huggingface", "meta-llama/Llama-3.2-3B-Instruct", 10, 10) is None
