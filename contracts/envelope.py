@@ -72,6 +72,9 @@ class Reason:
     MODEL_NOT_FOUND = "model_not_found"
     NOT_FOUND = "not_found"
     INTERNAL = "internal_error"
+    STREAM_UNSUPPORTED = "stream_unsupported"
+    STREAM_INTERRUPTED = "stream_interrupted"
+    CLIENT_DISCONNECTED = "client_disconnected"
 
 
 class UpstreamInfo(BaseModel):

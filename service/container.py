@@ -7,6 +7,7 @@ from service.auth.keys import KeyStore
 from service.auth.local import LocalAuthenticator
 from service.credentials import EnvCredentials
 from service.execute import ExecuteService
+from service.openai_compat import OpenAICompatService
 from service.providers.capabilities import build_provider_table
 from service.settings import Settings
 from service.transport import UpstreamTransport
@@ -34,6 +35,7 @@ class Services:
             credentials=self.credentials,
             timeout_for=settings.timeout_for,
         )
+        self.openai = OpenAICompatService(self.execute, self.access, settings.openai_default_provider)
 
     async def close(self) -> None:
         await self.transport.close()

@@ -1,18 +1,37 @@
 """The execute pipeline: authenticate, resolve the org, validate against the capability
-table, resolve the credential, call the provider, normalize (reference §3.2, fixed)."""
+table, resolve the credential, call the provider, normalize (reference §3.2, fixed).
+
+One pipeline serves three entry points: `integrations.v1.execute` (one reply), its streaming
+twin `integrations.v1.execute.stream`, and the OpenAI-compatible routes (service/openai_compat.py),
+which translate their body into an ExecuteRequest and call `run` / `stream` here.
+"""
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from contracts.envelope import ErrorCategory, Reason
-from contracts.execute import ExecuteRequest
-from service.auth.access import Access
+from contracts.execute import ExecuteParams, ExecuteRequest
+from contracts.subjects import EXECUTE_STREAM
+from service.auth.access import Access, Caller
 from service.calls import CallRecord
 from service.commands import Command, Reply
-from service.credentials import NO_CREDENTIAL, CredentialResolver, credential_missing
+from service.credentials import NO_CREDENTIAL, Credential, CredentialResolver, credential_missing
 from service.errors import GatewayError
-from service.providers.base import ProviderSpec
+from service.providers.base import OperationSpec, ProviderSpec
 from service.providers.capabilities import resolve_operation, validate_params
-from service.transport import UpstreamTransport
+from service.stream import ChatStream, ExecuteRenderer, StreamRenderer, success_reply
+from service.transport import UpstreamResponse, UpstreamTransport
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCall:
+    """A request that passed validation and has its credential: ready to go upstream."""
+
+    spec: ProviderSpec
+    op: OperationSpec
+    params: ExecuteParams
+    credential: Credential
 
 
 class ExecuteService:
@@ -33,26 +52,36 @@ class ExecuteService:
         self._credentials = credentials
         self._timeout_for = timeout_for
 
+    # --- entry points -------------------------------------------------------------------------
+
     async def __call__(self, command: Command) -> Reply:
-        caller = await self._access.caller(command.headers)
-        record = command.record = CallRecord.start("execute", caller)
+        caller = await self.authenticate(command)
         request = ExecuteRequest.model_validate_json(command.body)
-        params = request.params
-        record.integration, record.operation, record.model_requested = (request.provider, request.operation,
-                                                                        params.model)
-        spec, op = resolve_operation(self._providers, request.provider, request.operation)
-        validate_params(spec.name, op, params)
+        if request.stream:
+            raise GatewayError(f"stream: true needs the streaming subject {EXECUTE_STREAM} (over HTTP the same "
+                               "route answers with server-sent events)", ErrorCategory.validation,
+                               reason=Reason.INVALID_REQUEST)
+        return success_reply(command, await self.run(command, caller, request))
 
-        credential = NO_CREDENTIAL
-        if spec.needs_credential:
-            found = await self._credentials.resolve(caller, spec.name, request.credentialId)
-            if found is None or not found.api_key:
-                raise credential_missing(self._credentials, spec.name, op.name)
-            credential = found
-        record.credential_source, record.credential_id = credential.source, credential.credential_id
+    async def open_stream(self, command: Command) -> ChatStream:
+        """`integrations.v1.execute.stream`: the stream, once the upstream accepted it."""
+        caller = await self.authenticate(command)
+        request = ExecuteRequest.model_validate_json(command.body)
+        return await self.stream(command, caller, request, ExecuteRenderer(command))
 
-        call = spec.adapter.build(op, params, credential.api_key)
-        response = await self._transport.send(spec.name, call, self._timeout_for(op.name),
+    # --- the shared pipeline ------------------------------------------------------------------
+
+    async def authenticate(self, command: Command) -> Caller:
+        caller = await self._access.caller(command.headers)
+        command.record = CallRecord.start("execute", caller)
+        return caller
+
+    async def run(self, command: Command, caller: Caller, request: ExecuteRequest) -> dict[str, Any]:
+        """One upstream call; returns the normalized `data`."""
+        call = await self._prepare(command, caller, request, streaming=False)
+        spec, op, params = call.spec, call.op, call.params
+        upstream = spec.adapter.build(op, params, call.credential.api_key)
+        response = await self._transport.send(spec.name, upstream, self._timeout_for(op.name),
                                               provider=spec.name, operation=op.name)
         if not 200 <= response.status < 300:
             raise spec.adapter.error(op, response.status, response.payload, response.headers)
@@ -62,7 +91,48 @@ class ExecuteService:
             raise GatewayError(f"{spec.name} returned a response the gateway cannot read: {exc}",
                                ErrorCategory.provider, reason=Reason.UPSTREAM_INVALID_RESPONSE,
                                provider=spec.name, operation=op.name) from None
+        record = command.record
         record.model_served = data.get("model")
         record.add_usage(data.get("usage") or {})
-        return command.json_reply(200, {"success": True, "data": data, "requestId": command.request_id,
-                                        "durationMs": command.elapsed_ms()})
+        return data
+
+    async def stream(self, command: Command, caller: Caller, request: ExecuteRequest,
+                     renderer: StreamRenderer) -> ChatStream:
+        """The same steps up to the upstream's answer; a non-2xx answer is the same error as
+        without streaming (so it is still a plain HTTP error, not an event)."""
+        call = await self._prepare(command, caller, request, streaming=True)
+        spec, op, params = call.spec, call.op, call.params
+        upstream, decoder = spec.adapter.build_stream(op, params, call.credential.api_key)
+        opened = await self._transport.open_stream(spec.name, upstream, self._timeout_for(op.name),
+                                                   provider=spec.name, operation=op.name)
+        if isinstance(opened, UpstreamResponse):
+            raise spec.adapter.error(op, opened.status, opened.payload, opened.headers)
+        return ChatStream(command=command, record=command.record, provider=spec.name, op=op, params=params,
+                          upstream=opened, decoder=decoder, renderer=renderer)
+
+    async def _prepare(self, command: Command, caller: Caller, request: ExecuteRequest, *,
+                       streaming: bool) -> PreparedCall:
+        params = request.params
+        record = command.record
+        record.integration, record.operation, record.model_requested = (request.provider, request.operation,
+                                                                        params.model)
+        spec, op = resolve_operation(self._providers, request.provider, request.operation)
+        if streaming and not (op.streaming and hasattr(spec.adapter, "build_stream")):
+            streams = [o.name for o in spec.operations.values() if o.streaming]
+            raise GatewayError(f"{spec.name} {op.name} cannot stream. Streaming operations: "
+                               f"{', '.join(streams) or 'none'}", ErrorCategory.validation,
+                               reason=Reason.STREAM_UNSUPPORTED, provider=spec.name, operation=op.name)
+        validate_params(spec.name, op, params)
+
+        credential = NO_CREDENTIAL
+        if spec.needs_credential:
+            found = await self._credentials.resolve(caller, spec.name, request.credentialId)
+            if found is None or not found.api_key:
+                raise credential_missing(self._credentials, spec.name, op.name)
+            credential = found
+        record.credential_source, record.credential_id = credential.source, credential.credential_id
+        return PreparedCall(spec, op, params, credential)
+
+    @property
+    def providers(self) -> Mapping[str, ProviderSpec]:
+        return self._providers

@@ -5,7 +5,8 @@ CPU per request (reference/perf-notes.md). Transport failures become GatewayErro
 that every caller sees the same `timeout` / `network` categories.
 """
 
-from collections.abc import Mapping
+import asyncio
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,7 @@ from contracts.envelope import ErrorCategory, Reason
 from service import __version__
 from service.errors import GatewayError
 from service.providers.base import UpstreamCall
+from service.sse import EventTooLarge, SseDecoder, SseEvent
 
 _USER_AGENT = f"symbia-integrations/{__version__}"
 
@@ -50,6 +52,36 @@ class UpstreamTransport:
         sessions, self._sessions = list(self._sessions.values()), {}
         for session in sessions:
             await session.close()
+
+    async def open_stream(self, family: str, call: UpstreamCall, timeout_s: float, *, provider: str,
+                          operation: str) -> "UpstreamStream | UpstreamResponse":
+        """Send a streaming request. A 2xx answer comes back as an UpstreamStream to read events
+        from; anything else is read whole (bounded) as an UpstreamResponse for the adapter's
+        error classifier. `timeout_s` bounds the wait for the answer and every gap between two
+        reads of the stream, not the stream's total length."""
+        headers = {"accept": "text/event-stream", **call.headers}
+        data = None
+        if call.body is not None:
+            data = orjson.dumps(call.body)
+            headers["content-type"] = "application/json"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
+        try:
+            async with asyncio.timeout(timeout_s):
+                response = await self._session(family).request(call.method, call.url, data=data, headers=headers,
+                                                               timeout=timeout, allow_redirects=False)
+            if 200 <= response.status < 300:
+                return UpstreamStream(response, timeout_s, self._max_response_bytes, provider, operation)
+            try:
+                body = await self._read(response, provider, operation)
+            finally:
+                response.release()
+            return UpstreamResponse(response.status, response.headers, _decode(body))
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise _timeout(provider, operation, timeout_s) from None
+        except aiohttp.ClientError as exc:
+            raise GatewayError(f"Network error connecting to {provider}: {type(exc).__name__}",
+                               ErrorCategory.network, reason=Reason.UPSTREAM_UNREACHABLE, provider=provider,
+                               operation=operation) from None
 
     async def send(self, family: str, call: UpstreamCall, timeout_s: float, *, provider: str,
                    operation: str) -> UpstreamResponse:
@@ -86,6 +118,70 @@ class UpstreamTransport:
                 raise _too_large(provider, operation)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+class UpstreamAborted(Exception):
+    """The stream was aborted on our side (the consumer went away); not an upstream failure."""
+
+
+class UpstreamStream:
+    """A 2xx streaming answer being read: server-sent events as they arrive. `abort()` closes
+    the connection at once (from any task), which cancels the request upstream: providers stop
+    generating, and bill, when the client goes away."""
+
+    def __init__(self, response: aiohttp.ClientResponse, timeout_s: float, max_event_bytes: int, provider: str,
+                 operation: str) -> None:
+        self._response = response
+        self._timeout_s = timeout_s
+        self._max_event_bytes = max_event_bytes
+        self._provider = provider
+        self._operation = operation
+        self.aborted = False
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    async def events(self) -> AsyncIterator[SseEvent]:
+        decoder = SseDecoder(self._max_event_bytes)
+        try:
+            async for data in self._response.content.iter_any():
+                for event in decoder.feed(data):
+                    yield event
+            if self.aborted:
+                raise UpstreamAborted
+            for event in decoder.close():
+                yield event
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            if self.aborted:
+                raise UpstreamAborted from None
+            raise GatewayError(f"{self._provider} sent nothing for {self._timeout_s:g}s in the middle of the stream",
+                               ErrorCategory.timeout, reason=Reason.UPSTREAM_TIMEOUT, provider=self._provider,
+                               operation=self._operation) from None
+        except aiohttp.ClientError as exc:
+            if self.aborted:
+                raise UpstreamAborted from None
+            raise GatewayError(f"The connection to {self._provider} broke in the middle of the stream "
+                               f"({type(exc).__name__})", ErrorCategory.network, reason=Reason.STREAM_INTERRUPTED,
+                               provider=self._provider, operation=self._operation) from None
+        except EventTooLarge:
+            raise _too_large(self._provider, self._operation) from None
+
+    def abort(self) -> None:
+        self.aborted = True
+        self._response.close()
+
+    def finish(self) -> None:
+        """After the end marker: a fully read connection goes back to the pool, else it closes."""
+        if self._response.content.at_eof():
+            self._response.release()
+        else:
+            self._response.close()
+
+
+def _timeout(provider: str, operation: str, timeout_s: float) -> GatewayError:
+    return GatewayError(f"Request to {provider} timed out after {timeout_s:g}s", ErrorCategory.timeout,
+                        reason=Reason.UPSTREAM_TIMEOUT, provider=provider, operation=operation)
 
 
 def _too_large(provider: str, operation: str) -> GatewayError:

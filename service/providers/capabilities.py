@@ -35,8 +35,9 @@ HF_TGI_GENERATE = frozenset({
 HF_EMBEDDINGS = frozenset({"model", "input", "text"})
 
 
-def _op(name: str, kind: OperationKind, params: frozenset[str], summary: str) -> tuple[str, OperationSpec]:
-    return name, OperationSpec(name=name, kind=kind, params=params, summary=summary)
+def _op(name: str, kind: OperationKind, params: frozenset[str], summary: str,
+        streaming: bool = False) -> tuple[str, OperationSpec]:
+    return name, OperationSpec(name=name, kind=kind, params=params, summary=summary, streaming=streaming)
 
 
 def build_provider_table(settings: Settings) -> dict[str, ProviderSpec]:
@@ -47,8 +48,9 @@ def build_provider_table(settings: Settings) -> dict[str, ProviderSpec]:
             display_name="OpenAI",
             description="OpenAI GPT and reasoning models, or any OpenAI-compatible server at OPENAI_BASE_URL",
             operations=dict([
-                _op("chat.completions", "chat", OPENAI_CHAT, "Chat Completions API"),
-                _op("image.description", "vision", OPENAI_CHAT, "Describe an image (chat with image parts)"),
+                _op("chat.completions", "chat", OPENAI_CHAT, "Chat Completions API", streaming=True),
+                _op("image.description", "vision", OPENAI_CHAT, "Describe an image (chat with image parts)",
+                    streaming=True),
                 _op("responses", "responses", OPENAI_RESPONSES, "Responses API"),
                 _op("embeddings", "embeddings", OPENAI_EMBEDDINGS, "Embeddings API"),
             ]),
@@ -62,9 +64,12 @@ def build_provider_table(settings: Settings) -> dict[str, ProviderSpec]:
             display_name="Hugging Face",
             description="Hugging Face Inference router, TGI and TEI servers",
             operations=dict([
-                _op("chat.completions", "chat", HF_CHAT, "Chat completion (router / TGI Messages API)"),
-                _op("text.generation", "generate", hf_generate, "Text generation (chat or TGI /generate)"),
-                _op("image.description", "vision", HF_CHAT, "Describe an image with a vision model"),
+                _op("chat.completions", "chat", HF_CHAT, "Chat completion (router / TGI Messages API)",
+                    streaming=True),
+                _op("text.generation", "generate", hf_generate, "Text generation (chat or TGI /generate)",
+                    streaming=True),
+                _op("image.description", "vision", HF_CHAT, "Describe an image with a vision model",
+                    streaming=True),
                 _op("embeddings", "embeddings", HF_EMBEDDINGS, "Feature extraction (hf-inference / TEI / OpenAI)"),
             ]),
             adapter=HuggingFaceAdapter(settings.huggingface_base_url, settings.huggingface_text_generation_api,

@@ -6,7 +6,7 @@ from typing import Any
 from contracts.execute import ExecuteParams
 from service.errors import GatewayError
 from service.providers import chat_format, responses_format
-from service.providers.base import OperationSpec, UpstreamCall
+from service.providers.base import OperationSpec, StreamDecoder, UpstreamCall
 from service.providers.errors import classify_upstream, error_fields
 from service.providers.models import is_reasoning_model
 
@@ -39,6 +39,12 @@ class OpenAIAdapter:
         field = "max_completion_tokens" if is_reasoning_model(params.model) else "max_tokens"
         return UpstreamCall("POST", f"{self.base_url}/chat/completions",
                             chat_format.chat_body(params, max_tokens_field=field), headers)
+
+    def build_stream(self, op: OperationSpec, params: ExecuteParams,
+                     api_key: str | None) -> tuple[UpstreamCall, StreamDecoder]:
+        call = self.build(op, params, api_key)  # chat and vision only (capability table)
+        return (UpstreamCall(call.method, call.url, chat_format.stream_body(call.body), call.headers),
+                chat_format.ChatChunkDecoder(self.name, op.name))
 
     def parse(self, op: OperationSpec, params: ExecuteParams, payload: Any) -> dict[str, Any]:
         if op.kind == "embeddings":
