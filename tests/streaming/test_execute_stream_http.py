@@ -82,7 +82,6 @@ async def test_upstream_http_error_before_the_stream_keeps_its_status(client, ll
     ({"kind": "disconnect", "after_chunks": 3}, "network", "stream_interrupted"),
     ({"kind": "truncate", "after_chunks": 3}, "provider", "stream_interrupted"),
     ({"kind": "malformed", "after_chunks": 2}, "provider", "upstream_invalid_response"),
-    ({"kind": "stall", "after_chunks": 2, "stall_seconds": 20}, "timeout", "upstream_timeout"),
 ])
 async def test_a_stream_that_breaks_upstream_ends_with_an_error_event(client, llmock, recorded, fault, category,
                                                                        reason):
