@@ -111,7 +111,7 @@ class FakeHuggingFace:
         return await self._sse(request, [*events, "[DONE]"])
 
     async def generate_stream(self, request: web.Request) -> web.StreamResponse:
-        body = await self._record(request)
+        await self._record(request)
         if (failure := await self._gate(request, "")) is not None:
             return failure
         tokens = [" continued", ":", " once", " upon"]

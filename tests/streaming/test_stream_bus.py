@@ -24,9 +24,9 @@ async def open_stream(nc, headers=None, body=REQUEST):
     return sub
 
 
-async def next_message(sub, timeout=5):
+async def next_message(sub, wait_s=5):
     while True:
-        msg = await sub.next_msg(timeout=timeout)
+        msg = await sub.next_msg(timeout=wait_s)
         if msg.headers.get("x-kind") != "heartbeat":
             return msg
 
@@ -80,7 +80,7 @@ async def test_a_requester_that_stops_acknowledging_or_cancels_ends_the_upstream
         if how == "cancel":
             await nc.publish(start.headers["x-ack-to"], b"", headers={"x-kind": "cancel"})
         with pytest.raises(asyncio.TimeoutError):
-            await next_message(sub, timeout=0.5)         # no third chunk without credit
+            await next_message(sub, wait_s=0.5)         # no third chunk without credit
         record, status = await wait_for(lambda: seen and seen[-1], timeout_s=5)
         await sub.unsubscribe()
     finally:
