@@ -228,6 +228,11 @@ def _status(headers: dict[str, str]) -> int:
         return 502
 
 
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
 def _ignore_result(task: asyncio.Task) -> None:
     if not task.cancelled():
         task.exception()
@@ -278,9 +283,8 @@ class BusStream:
         self._wake()
 
     def _wake(self) -> None:
-        waiter = self._wakeup
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if self._wakeup is not None:
+            _wake(self._wakeup)
 
     async def first(self) -> Msg:
         """The first message that is not a heartbeat: `start`, or the reply of a failure."""
@@ -333,10 +337,13 @@ class BusStream:
                 raise BusError("timeout", "The request took longer than the gateway allows")
             if now - self.last_seen >= self._silence_s:
                 raise BusError("worker_lost", "The worker handling the request stopped responding")
-            self._wakeup = loop.create_future()
+            # A bare future and one timer handle: cheaper per chunk than asyncio.wait / wait_for.
+            self._wakeup = waiter = loop.create_future()
+            timer = loop.call_later(min(self._deadline, self.last_seen + self._silence_s) - now, _wake, waiter)
             try:
-                await asyncio.wait((self._wakeup,), timeout=min(self._deadline, self.last_seen + self._silence_s) - now)
+                await waiter
             finally:
+                timer.cancel()
                 self._wakeup = None
 
     def abort(self, reason: str) -> None:

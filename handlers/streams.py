@@ -204,6 +204,10 @@ class StreamEndpoint:
                     await flow.credit(seq, timeout_s)
                     await publish(reply_to, body, headers={h.KIND: h.KIND_CHUNK, h.SEQ: str(seq)})
                     flow.sent_one(seq)
+                    if seq == 1:
+                        # Let the connection's flusher send start + first chunk now: when the upstream
+                        # delivers a burst, the loop would otherwise decode all of it first (TTFB).
+                        await asyncio.sleep(0)
             trailing, end, reply = stream.completed()
             for body in trailing:
                 seq += 1
