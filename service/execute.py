@@ -100,6 +100,7 @@ class ExecuteService:
                      renderer: StreamRenderer) -> ChatStream:
         """The same steps up to the upstream's answer; a non-2xx answer is the same error as
         without streaming (so it is still a plain HTTP error, not an event)."""
+        command.record.streamed = True
         call = await self._prepare(command, caller, request, streaming=True)
         spec, op, params = call.spec, call.op, call.params
         upstream, decoder = spec.adapter.build_stream(op, params, call.credential.api_key)
