@@ -67,7 +67,7 @@ class ExecuteService:
         """`integrations.v1.execute.stream`: the stream, once the upstream accepted it."""
         caller = await self.authenticate(command)
         request = ExecuteRequest.model_validate_json(command.body)
-        return await self.stream(command, caller, request, ExecuteRenderer(command))
+        return await self.stream(command, caller, request, ExecuteRenderer())
 
     # --- the shared pipeline ------------------------------------------------------------------
 

@@ -146,7 +146,7 @@ class OpenAIChunkRenderer:
             delta["tool_calls"] = chunk.tool_calls
         return self._chunk([{"index": 0, "delta": delta, "logprobs": None, "finish_reason": None}])
 
-    def finish(self, data: dict[str, Any]) -> tuple[list[bytes], bytes]:
+    def finish(self, data: dict[str, Any], reply: Reply) -> tuple[list[bytes], bytes]:
         delta = {"role": "assistant"} if self._first else {}
         bodies = [self._chunk([{"index": 0, "delta": delta, "logprobs": None,
                                 "finish_reason": _FINISH.get(data.get("finishReason"), "stop")}])]

@@ -6,6 +6,7 @@ Rendering is the only thing that differs between the execute stream and the Open
 one (`StreamRenderer`); decoding, accumulation, truncation detection and usage are shared.
 """
 
+import contextlib
 import math
 from collections.abc import AsyncIterator
 from typing import Any, Protocol
@@ -98,8 +99,9 @@ class StreamRenderer(Protocol):
 
     def delta(self, chunk: StreamChunk) -> bytes: ...
 
-    def finish(self, data: dict[str, Any]) -> tuple[list[bytes], bytes]:
-        """(chunk bodies still to send, body of the `end` message) for a complete stream."""
+    def finish(self, data: dict[str, Any], reply: Reply) -> tuple[list[bytes], bytes]:
+        """(chunk bodies still to send, body of the `end` message) for a complete stream whose
+        normalized answer is `data` (`reply`: the execute reply with it)."""
         ...
 
 
@@ -117,14 +119,11 @@ def _delta_json(chunk: StreamChunk) -> dict[str, Any]:
 class ExecuteRenderer:
     """`integrations.v1.execute.stream`: StreamDelta chunks, then the non-streaming reply body."""
 
-    def __init__(self, command: Command) -> None:
-        self._command = command
-
     def delta(self, chunk: StreamChunk) -> bytes:
         return orjson.dumps(_delta_json(chunk))
 
-    def finish(self, data: dict[str, Any]) -> tuple[list[bytes], bytes]:
-        return [], success_reply(self._command, data).body
+    def finish(self, data: dict[str, Any], reply: Reply) -> tuple[list[bytes], bytes]:
+        return [], reply.body
 
 
 def success_reply(command: Command, data: dict[str, Any]) -> Reply:
@@ -154,22 +153,25 @@ class ChatStream:
     async def chunks(self) -> AsyncIterator[bytes]:
         done = False
         decode, acc, render = self._decoder.decode, self._acc, self.renderer.delta
-        async for event in self._upstream.events():
-            if done:
-                continue  # read to the end so the connection can be reused
-            chunk = decode(event.event, event.data)
-            if chunk is None:
-                continue
-            acc.add(chunk)
-            if chunk.has_delta:
-                yield render(chunk)
-            done = chunk.done
+        async with contextlib.aclosing(self._upstream.events()) as events:
+            async for event in events:
+                chunk = decode(event.event, event.data)
+                if chunk is None:
+                    continue
+                acc.add(chunk)
+                if chunk.has_delta:
+                    yield render(chunk)
+                if chunk.done:
+                    done = True
+                    break
+        # Without its end marker a stream still counts as complete when the upstream closed it
+        # cleanly after a finish reason (servers that omit `[DONE]`); anything else was cut short.
         if not done and acc.finish is None:
             raise GatewayError(f"{self._provider} ended the stream before it was complete (no end marker)",
                                ErrorCategory.provider, reason=Reason.STREAM_INTERRUPTED, provider=self._provider,
                                operation=self._op.name)
         self._ended = True
-        self._upstream.finish()
+        await self._upstream.finish()
 
     def _data(self) -> dict[str, Any]:
         acc = self._acc
@@ -210,8 +212,9 @@ class ChatStream:
     def completed(self) -> tuple[list[bytes], bytes, Reply]:
         """(trailing chunk bodies, end body, the reply recorded for the call)."""
         data = self._data()
-        trailing, end = self.renderer.finish(data)
-        return trailing, end, success_reply(self._command, data)
+        reply = success_reply(self._command, data)
+        trailing, end = self.renderer.finish(data, reply)
+        return trailing, end, reply
 
     def failed(self) -> None:
         """The upstream failed mid-stream: record the usage of what it generated before."""

@@ -120,6 +120,11 @@ class UpstreamTransport:
         return b"".join(chunks)
 
 
+# After a stream's end marker: how long and how much to read for its connection to be reusable.
+_DRAIN_S = 1.0
+_DRAIN_BYTES = 64 * 1024
+
+
 class UpstreamAborted(Exception):
     """The stream was aborted on our side (the consumer went away); not an upstream failure."""
 
@@ -171,9 +176,18 @@ class UpstreamStream:
         self.aborted = True
         self._response.close()
 
-    def finish(self) -> None:
-        """After the end marker: a fully read connection goes back to the pool, else it closes."""
-        if self._response.content.at_eof():
+    async def finish(self) -> None:
+        """After the end marker: read what little follows (the chunked terminator) so the
+        connection goes back to the pool; an upstream that keeps talking loses its connection."""
+        content = self._response.content
+        try:
+            async with asyncio.timeout(_DRAIN_S):
+                drained = 0
+                while not content.at_eof() and drained <= _DRAIN_BYTES:
+                    drained += len(await content.readany())
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        if content.at_eof():
             self._response.release()
         else:
             self._response.close()

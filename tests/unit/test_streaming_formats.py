@@ -5,6 +5,7 @@ import orjson
 import pytest
 
 from contracts.openai import openai_error
+from service.commands import Reply
 from service.errors import GatewayError
 from service.openai_compat import OpenAIChunkRenderer, split_model
 from service.providers.base import StreamChunk
@@ -82,8 +83,8 @@ def test_openai_chunk_renderer_shape():
     renderer = OpenAIChunkRenderer("chatcmpl-1", "openai/m", include_usage=True)
     first = orjson.loads(renderer.delta(StreamChunk(content="Hi", model="m-2024")))
     assert first["choices"][0]["delta"] == {"role": "assistant", "content": "Hi"} and first["model"] == "m-2024"
-    trailing, end = renderer.finish({"finishReason": "incomplete", "usage": {"promptTokens": 1, "completionTokens": 2,
-                                                                             "totalTokens": 3}})
+    data = {"finishReason": "incomplete", "usage": {"promptTokens": 1, "completionTokens": 2, "totalTokens": 3}}
+    trailing, end = renderer.finish(data, Reply(200, b"{}"))
     finish, usage = (orjson.loads(b) for b in trailing)
     assert finish["choices"][0] == {"index": 0, "delta": {}, "logprobs": None, "finish_reason": "length"}
     assert usage["choices"] == [] and usage["usage"] == {"prompt_tokens": 1, "completion_tokens": 2,
