@@ -298,6 +298,10 @@ class BusStream:
         self.headers = headers
         self.ack_to = headers.get(h.ACK_TO, "")
 
+    def ready(self) -> bool:
+        """A message is already queued: the next `__anext__` returns without waiting."""
+        return bool(self._messages) and not self._finished
+
     def __aiter__(self) -> "BusStream":
         return self
 

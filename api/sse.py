@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from starlette.types import Receive, Scope, Send
 
-from api.bus import BusError, BusStream, StreamClosed
+from api.bus import BusError, BusStream, StreamClosed, StreamMessage
 from contracts import headers as h
 from contracts.streaming import SseDialect
 
@@ -46,27 +46,34 @@ class SseResponse:
         watcher = asyncio.ensure_future(self._watch_disconnect(receive))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})
-            chunk_event = dialect.chunk_event
+            data = b""
             try:
                 async for message in stream:
-                    if message.kind == h.KIND_CHUNK:
-                        data = sse_event(chunk_event, message.body)
-                    elif message.kind == h.KIND_END:
-                        data = sse_event(dialect.end_event, message.body) if message.body else b""
-                        if dialect.done_marker:
-                            data += b"data: " + dialect.done_marker.encode() + b"\n\n"
-                    else:
-                        data = sse_event(dialect.error_event, message.body)
+                    data = self._render(message)
+                    while stream.ready():  # a burst already arrived: one write (one wakeup) for all of it
+                        data += self._render(await stream.__anext__())
                     await send({"type": "http.response.body", "body": data, "more_body": True})
+                    data = b""
             except BusError as exc:
                 await send({"type": "http.response.body", "more_body": True,
-                            "body": sse_event(dialect.error_event, self._bus_error_body(exc))})
+                            "body": data + sse_event(dialect.error_event, self._bus_error_body(exc))})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         except (StreamClosed, OSError):
             pass  # the client went away; closing the stream below cancels the upstream
         finally:
             watcher.cancel()
             stream.close()
+
+    def _render(self, message: StreamMessage) -> bytes:
+        dialect = self._dialect
+        if message.kind == h.KIND_CHUNK:
+            return sse_event(dialect.chunk_event, message.body)
+        if message.kind == h.KIND_END:
+            data = sse_event(dialect.end_event, message.body) if message.body else b""
+            if dialect.done_marker:
+                data += b"data: " + dialect.done_marker.encode() + b"\n\n"
+            return data
+        return sse_event(dialect.error_event, message.body)
 
     async def _watch_disconnect(self, receive: Receive) -> None:
         while True:
