@@ -177,14 +177,13 @@ class ChatStream:
         acc = self._acc
         usage = dict(acc.usage)
         estimated = False
-        if not usage.get("completionTokens"):
+        if "completionTokens" not in usage:   # absent, not zero: the upstream did not say
             usage["completionTokens"] = acc.generated_tokens()
             estimated = True
-        if not usage.get("promptTokens"):
+        if "promptTokens" not in usage:
             usage["promptTokens"] = prompt_estimate(self._params)
             estimated = True
-        usage["totalTokens"] = usage.get("totalTokens") or usage["promptTokens"] + usage["completionTokens"]
-        if estimated:
+        if estimated or not usage.get("totalTokens"):
             usage["totalTokens"] = usage["promptTokens"] + usage["completionTokens"]
         metadata = dict(acc.metadata)
         reasoning = "".join(acc.reasoning)
