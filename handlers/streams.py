@@ -194,26 +194,40 @@ class StreamEndpoint:
         publish, timeout_s = flows.nc.publish, flows.ack_timeout_s
         token, flow = flows.open(headers.get(h.STREAM_WINDOW), stream.abort)
         seq = 0
-        try:
+        started = False
+
+        async def commit() -> None:
+            # The stream is committed (`start`, HTTP 200) with its first output, not when the upstream
+            # answered: whatever fails before any output is still one plain error reply with its own
+            # status, and `start` travels with the first chunk (one bus flush, one HTTP write).
+            nonlocal started
+            started = True
             await publish(reply_to, b"", headers={
-                h.KIND: h.KIND_START, h.STATUS: "200", h.ACK_TO: flow.ack_to, h.STREAM_WINDOW: str(flow.window),
-                h.REQUEST_ID: command.request_id})
+                h.KIND: h.KIND_START, h.STATUS: "200", h.ACK_TO: flow.ack_to,
+                h.STREAM_WINDOW: str(flow.window), h.REQUEST_ID: command.request_id})
+
+        async def send_chunk(body: bytes) -> None:
+            nonlocal seq
+            if not started:
+                await commit()
+            seq += 1
+            await flow.credit(seq, timeout_s)
+            await publish(reply_to, body, headers={h.KIND: h.KIND_CHUNK, h.SEQ: str(seq)})
+            flow.sent_one(seq)
+
+        try:
             async with contextlib.aclosing(stream.chunks()) as chunks:
                 async for body in chunks:
-                    seq += 1
-                    await flow.credit(seq, timeout_s)
-                    await publish(reply_to, body, headers={h.KIND: h.KIND_CHUNK, h.SEQ: str(seq)})
-                    flow.sent_one(seq)
+                    await send_chunk(body)
                     if seq == 1:
                         # Let the connection's flusher send start + first chunk now: when the upstream
                         # delivers a burst, the loop would otherwise decode all of it first (TTFB).
                         await asyncio.sleep(0)
             trailing, end, reply = stream.completed()
             for body in trailing:
-                seq += 1
-                await flow.credit(seq, timeout_s)
-                await publish(reply_to, body, headers={h.KIND: h.KIND_CHUNK, h.SEQ: str(seq)})
-                flow.sent_one(seq)
+                await send_chunk(body)
+            if not started:  # a complete answer with no output at all
+                await commit()
             await self._terminal(reply_to, h.KIND_END, Reply(200, end, reply.headers), seq + 1)
             return reply
         except (RequesterGone, UpstreamAborted):
@@ -223,7 +237,7 @@ class StreamEndpoint:
                 return stream.cancelled(flow.cancelled)
             reply = failure_reply(exc, command, self._open)
             stream.failed()
-            await self._terminal(reply_to, h.KIND_ERROR, self._rendered(reply), seq + 1)
+            await self._terminal(reply_to, h.KIND_ERROR, self._rendered(reply), seq + 1 if started else 0)
             return reply
         finally:
             stream.close()

@@ -125,3 +125,19 @@ async def test_huggingface_router_stream(client, hf_fake):
     assert final["content"] == "hf says: Tell me a story"
     assert final["usage"] == {"promptTokens": 7, "completionTokens": 6, "totalTokens": 13}
     assert hf_fake.requests[-1]["body"]["stream_options"] == {"include_usage": True}
+
+
+@pytest.mark.parametrize("fault,status,category", [
+    ({"kind": "disconnect", "after_chunks": 1}, 502, "network"),   # after the role chunk, before any text
+    ({"kind": "truncate", "after_chunks": 0}, 502, "provider"),
+])
+async def test_a_stream_that_breaks_before_any_output_is_a_plain_http_error(client, llmock, recorded, fault,
+                                                                              status, category):
+    """The stream is committed (200) with its first output; before that a failure keeps its status."""
+    llmock.scenario({"type": "stream_fault", **fault})
+    response = await client.post(PATH, json=chat())
+    assert response.status_code == status and response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["category"] == category and body["reason"] == "stream_interrupted"
+    record, _ = await wait_for(lambda: recorded and recorded[-1])
+    assert record.streamed and record.partial

@@ -144,3 +144,9 @@ async def test_a_stream_that_breaks_raises_in_the_sdk(sdk, llmock):
         async for chunk in stream:
             received.append(chunk)
     assert received and "ended the stream before it was complete" in caught.value.message
+
+
+async def test_a_stream_that_fails_before_any_output_raises_at_create(sdk, llmock):
+    llmock.scenario({"type": "stream_fault", "kind": "disconnect", "after_chunks": 1})
+    with pytest.raises(openai.InternalServerError):
+        await sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True)
