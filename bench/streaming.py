@@ -3,7 +3,8 @@ content byte (TTFB) and the cost per chunk. Starts the bench mock upstream and
 `symbia-integrations serve` (embedded NATS, one worker, one api process) itself; loopback only.
 
 * TTFB: request sent → first byte of the first content delta; a 20-token stream. Directly to
-  the mock, then through the gateway's SSE execute route and its /v1/chat/completions.
+  the mock, through the gateway's SSE execute route and through its /v1/chat/completions,
+  round-robin.
 * per chunk: a stream of `--chunks` one-token chunks sent back to back by the mock; the extra
   total time through the gateway divided by the number of chunks (upstream read and decode,
   NATS message, ack, SSE write: everything a chunk costs on the path).
@@ -61,17 +62,22 @@ async def one_stream(http: aiohttp.ClientSession, url: str, body: bytes) -> tupl
 
 
 async def measure(n: int, chunks: int, streams: int, mock: str, gateway: str) -> dict[str, dict]:
+    """Paths are measured round-robin (direct, execute, v1, direct, ...) so that all three see the
+    same load; on a shared machine that matters more than the number of samples."""
     urls = {"direct": f"{mock}/v1/chat/completions", "execute": f"{gateway}/api/integrations/execute",
             "v1": f"{gateway}/v1/chat/completions"}
-    results: dict[str, dict] = {name: {} for name in urls}
+    results: dict[str, dict] = {name: {"ttfb": [], "long": []} for name in urls}
     short, long = bodies(20), bodies(chunks)
     async with aiohttp.ClientSession() as http:
-        for name, url in urls.items():
-            for _ in range(min(100, n)):  # warm-up
+        for _ in range(min(100, n)):  # warm-up
+            for name, url in urls.items():
                 await one_stream(http, url, short[name])
-            results[name]["ttfb"] = [(await one_stream(http, url, short[name]))[0] * 1000 for _ in range(n)]
-            await one_stream(http, url, long[name])
-            results[name]["long"] = [(await one_stream(http, url, long[name]))[1] * 1000 for _ in range(streams)]
+        for _ in range(n):
+            for name, url in urls.items():
+                results[name]["ttfb"].append((await one_stream(http, url, short[name]))[0] * 1000)
+        for _ in range(streams):
+            for name, url in urls.items():
+                results[name]["long"].append((await one_stream(http, url, long[name]))[1] * 1000)
     return results
 
 
