@@ -1,6 +1,7 @@
 """The FastAPI application: the route table becomes bus requests; health and docs are local."""
 
 import logging
+import re
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -14,7 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from api.bus import BusClient, BusError
 from api.docs import llms_txt, openapi_document
 from api.middleware import ResponseHeaders
-from api.responses import JSON, envelope_response, new_request_id
+from api.responses import JSON, envelope_response, request_id_of
 from api.settings import ApiSettings
 from contracts import headers as h
 from contracts import subjects
@@ -22,6 +23,11 @@ from contracts.envelope import ErrorCategory, Reason
 from contracts.routes import ROUTES, Route
 
 log = logging.getLogger("symbia.integrations.api")
+
+
+def mask(url: str) -> str:
+    """Hide credentials in a NATS URL before it reaches a log."""
+    return re.sub(r"//[^@/,]*@", "//***@", url)
 
 _BUS_ERRORS = {
     # kind → (status, category, reason, message)
@@ -68,8 +74,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        await bus.connect()
-        log.info("api connected to the bus")
+        bus.start()
+        if not await bus.wait_connected(settings.bus_connect_wait_s):
+            log.warning("bus not reachable at start-up (%s); serving 503 until it is", mask(settings.nats_url))
         yield
         await bus.close()
 
@@ -85,7 +92,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         except BusError as exc:
             status, category, reason, message = _BUS_ERRORS[exc.kind]
             return envelope_response(status, message, category, reason=reason, retryable=True,
-                                     request_id=request.headers.get(h.REQUEST_ID))
+                                     request_id=request_id_of(request))
         headers = {k: v for k in h.HTTP_REPLY_HEADERS if (v := reply.headers.get(k)) is not None}
         return Response(reply.body, status_code=reply.status, media_type=JSON, headers=headers)
 
@@ -95,7 +102,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 body = await read_body(request, max_body)
             except BodyTooLarge:
                 return envelope_response(413, f"Request body too large. Maximum size is {max_body} bytes",
-                                         ErrorCategory.validation, reason=Reason.BODY_TOO_LARGE)
+                                         ErrorCategory.validation, reason=Reason.BODY_TOO_LARGE,
+                                         request_id=request_id_of(request))
             return await forward(route, request, body)
 
         return endpoint
@@ -154,17 +162,20 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if exc.status_code == 404:
             return envelope_response(404, f"Not found: {request.method} {request.url.path}",
-                                     ErrorCategory.not_found, reason=Reason.NOT_FOUND)
+                                     ErrorCategory.not_found, reason=Reason.NOT_FOUND,
+                                     request_id=request_id_of(request))
         if exc.status_code == 405:
             return envelope_response(405, f"Method {request.method} not allowed on {request.url.path}",
-                                     ErrorCategory.validation, reason=Reason.INVALID_REQUEST)
-        return envelope_response(exc.status_code, str(exc.detail), ErrorCategory.internal)
+                                     ErrorCategory.validation, reason=Reason.INVALID_REQUEST,
+                                     request_id=request_id_of(request))
+        return envelope_response(exc.status_code, str(exc.detail), ErrorCategory.internal,
+                                 request_id=request_id_of(request))
 
     @app.exception_handler(Exception)
-    async def unhandled(_request: Request, exc: Exception) -> Response:
+    async def unhandled(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error in the api: %r", exc)
         return envelope_response(500, "Internal server error", ErrorCategory.internal, reason=Reason.INTERNAL,
-                                 request_id=new_request_id())
+                                 request_id=request_id_of(request))
 
     app.add_middleware(
         CORSMiddleware,

@@ -6,6 +6,7 @@ up to INTEGRATIONS_WORKER_CONCURRENCY messages at once (FastStream handles one a
 without `max_workers`).
 """
 
+import contextlib
 import logging
 import os
 import socket
@@ -46,8 +47,9 @@ def exception_middleware() -> ExceptionMiddleware:
 
 
 def build_broker(settings: Settings, name: str) -> NatsBroker:
+    servers = [s.strip() for s in (settings.nats_url or "nats://127.0.0.1:4222").split(",") if s.strip()]
     return NatsBroker(
-        settings.nats_url or "nats://127.0.0.1:4222",
+        servers,
         name=name,
         logger=None,                       # no per-message INFO lines on the hot path
         apply_types=False,                 # handlers take the raw message (decoder below)
@@ -69,7 +71,7 @@ def build_app(settings: Settings) -> FastStream:
         return state.get("heartbeats")  # type: ignore[return-value]
 
     def endpoint(subject: str, handler, prefix: str, description: str) -> None:
-        run = BusEndpoint(handler, prefix, payloads, heartbeats, services.observers)
+        run = BusEndpoint(handler, prefix, payloads, heartbeats, services.observers, lambda: broker.connection)
         broker.subscriber(
             subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
             decoder=as_message, title=subject, description=description,
@@ -97,7 +99,18 @@ def build_app(settings: Settings) -> FastStream:
                  url.port if url else "?", settings.worker_concurrency)
 
     async def stopping() -> None:
+        # FastStream's stop() keeps a subscription open while it waits for in-flight handlers and
+        # drops whatever arrives meanwhile. Withdraw interest first (new requests go to other
+        # workers, or get "no responders" at once), hand already-delivered messages to the
+        # handlers, then let stop() wait for them.
         log.info("worker %s draining", WORKER_ID)
+        for subscriber in broker.subscribers:
+            subscription = getattr(subscriber, "subscription", None)
+            if subscription is None:
+                continue
+            with contextlib.suppress(Exception):
+                await subscription.drain()
+            subscriber.subscription = None
 
     async def stopped() -> None:
         beats = heartbeats()

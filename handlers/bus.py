@@ -15,9 +15,9 @@ from faststream.nats.response import NatsResponse
 from nats.aio.client import Client
 
 from contracts import headers as h
-from contracts.envelope import ErrorCategory
+from contracts.envelope import ErrorCategory, Reason
 from handlers.payloads import PayloadStore
-from service.commands import Command, Handler, Reply, new_request_id, run_command
+from service.commands import Command, Handler, Reply, error_reply, new_request_id, run_command
 from service.errors import GatewayError
 
 log = logging.getLogger("symbia.integrations.bus")
@@ -71,8 +71,10 @@ class BusEndpoint:
     """Runs one service handler for bus messages."""
 
     def __init__(self, handler: Handler, request_id_prefix: str, payloads: Callable[[], PayloadStore],
-                 heartbeats: Callable[[], Heartbeats | None], observers: Sequence[CallObserver] = ()) -> None:
+                 heartbeats: Callable[[], Heartbeats | None], observers: Sequence[CallObserver] = (),
+                 nc: Callable[[], Client] | None = None) -> None:
         self._handler = handler
+        self._nc = nc
         self._prefix = request_id_prefix
         self._payloads = payloads
         self._heartbeats = heartbeats
@@ -90,6 +92,17 @@ class BusEndpoint:
             if command.record is not None:
                 for observe in self._observers:
                     await observe(command, reply)
+        except asyncio.CancelledError:
+            # The worker is stopping and its drain timeout ran out: tell the requester now
+            # (retryable) instead of letting it wait for silence to be noticed.
+            if message.reply_to and self._nc is not None:
+                reply = error_reply(GatewayError(
+                    "The worker stopped before the request finished; it may or may not have run",
+                    ErrorCategory.internal, status=503, retryable=True, reason=Reason.WORKER_STOPPING), command)
+                with contextlib.suppress(Exception):
+                    await self._nc().publish(message.reply_to, reply.body,
+                                             headers={**reply.headers, h.STATUS: str(reply.status)})
+            raise
         finally:
             if heartbeats:
                 heartbeats.discard(key)
@@ -100,7 +113,7 @@ class BusEndpoint:
             start_by = command.headers.get(h.START_BY)
             if start_by and start_by.isdigit() and time.time() * 1000 > int(start_by):
                 raise GatewayError("The request waited too long for a free worker", ErrorCategory.timeout,
-                                   status=503, reason="queue_timeout")
+                                   status=503, reason=Reason.QUEUE_TIMEOUT)
             ref = command.headers.get(h.PAYLOAD_REF)
             command.body = await self._payloads().take(ref) if ref else message.body
             return await self._handler(command)

@@ -1,4 +1,5 @@
-"""Pooled upstream HTTP: one aiohttp session per upstream family, created at start-up.
+"""Pooled upstream HTTP: one aiohttp session per upstream family, created on first use in the
+worker's event loop and closed at shutdown.
 
 aiohttp rather than plain httpx on this path: measured on this stack it costs a quarter of the
 CPU per request (reference/perf-notes.md). Transport failures become GatewayErrors here so

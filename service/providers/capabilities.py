@@ -126,6 +126,9 @@ def validate_params(provider: str, op: OperationSpec, params: ExecuteParams) -> 
     problem = None
     if op.kind in ("chat", "vision", "generate") and not (params.messages or params.prompt):
         problem = "messages or prompt is required"
+    elif op.kind == "generate" and params.messages and params.topK is not None:
+        # TGI's native /generate takes top_k; messages go to the chat route, which does not.
+        problem = "topK applies to a prompt (TGI /generate), not to messages"
     elif op.kind == "vision" and not _has_image(params):
         problem = "image.description needs a message with an image_url (or image) content part"
     elif op.kind == "responses" and params.input is None and not (params.messages or params.prompt):

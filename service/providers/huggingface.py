@@ -53,7 +53,8 @@ class HuggingFaceAdapter:
 
     @staticmethod
     def _tgi_body(params: ExecuteParams) -> dict[str, Any]:
-        parameters: dict[str, Any] = {"details": True, "decoder_input_details": False, "return_full_text": False}
+        # decoder_input_details returns the prompt tokens, so usage counts them too.
+        parameters: dict[str, Any] = {"details": True, "decoder_input_details": True, "return_full_text": False}
         optional = {
             "max_new_tokens": params.maxTokens, "temperature": params.temperature, "top_p": params.topP,
             "top_k": params.topK, "seed": params.seed, "stop": chat_format.stop_list(params),
