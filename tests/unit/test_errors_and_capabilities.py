@@ -65,7 +65,7 @@ def table():
 
 def test_unknown_provider_and_unsupported_operation_are_validation_errors(table):
     with pytest.raises(GatewayError) as err:
-        resolve_operation(table, "google", "chat.completions")
+        resolve_operation(table, "acme-llm", "chat.completions")
     assert err.value.status == 400 and err.value.reason == Reason.UNKNOWN_PROVIDER and "openai" in err.value.message
     with pytest.raises(GatewayError) as err:
         resolve_operation(table, "openai", "text.generation")
