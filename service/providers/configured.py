@@ -250,8 +250,9 @@ def build_configured(raw: dict[str, Any], *, source: Literal["preset", "config"]
     params = _operation_params(name, entry, defaults, origin)
     env_names = entry.credentialEnv if isinstance(entry.credentialEnv, list) else (
         [entry.credentialEnv] if entry.credentialEnv else [re.sub(r"[^A-Z0-9]", "_", name.upper()) + "_API_KEY"])
+    # `developer` is OpenAI's newer name for `system`; most compatible servers only know `system`.
     adapter = OpenAIAdapter(entry.baseUrl, name=name, auth=auth, headers=entry.headers,
-                            max_tokens_field=entry.maxTokensField)
+                            max_tokens_field=entry.maxTokensField, developer_as_system=True)
     models = _model_infos(name, entry)
     spec = ProviderSpec(
         name=name,

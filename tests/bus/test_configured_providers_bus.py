@@ -107,13 +107,14 @@ async def execute(client, provider, operation="chat.completions", **params):
 
 async def test_a_provider_from_the_file_runs_chat_generation_and_embeddings(configured, hf_fake):
     _, client, _ = configured
-    status, body = await execute(client, "acme", maxTokens=9)
+    status, body = await execute(client, "acme", maxTokens=9, messages=[
+        {"role": "developer", "content": "Be brief."}, {"role": "user", "content": "Hello"}])
     assert status == 200, body
     assert body["data"]["provider"] == "acme" and body["data"]["content"] == "hf says: Hello"
     request = hf_fake.requests[-1]
     assert request["path"] == "/v1/chat/completions" and request["headers"]["Authorization"] == f"Bearer {HF_KEY}"
-    assert request["body"] == {"model": "acme-large", "messages": [{"role": "user", "content": "Hello"}],
-                               "max_tokens": 9}
+    assert request["body"] == {"model": "acme-large", "max_tokens": 9, "messages": [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello"}]}
 
     status, body = await execute(client, "acme", "text.generation", messages=None, prompt="Once upon")
     assert status == 200 and body["data"]["content"] == "hf says: Once upon"
