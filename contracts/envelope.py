@@ -73,6 +73,7 @@ class Reason:
     UPSTREAM_ERROR = "upstream_error"
     UPSTREAM_INVALID_RESPONSE = "upstream_invalid_response"
     MODEL_NOT_FOUND = "model_not_found"
+    UPSTREAM_OVERLOADED = "upstream_overloaded"
     NOT_FOUND = "not_found"
     INTERNAL = "internal_error"
 

@@ -5,6 +5,7 @@ import logging
 
 from handlers.app import build_app
 from service.logs import configure, mask_url
+from service.providers.configured import check_provider_config
 from service.settings import Settings
 
 
@@ -14,6 +15,8 @@ def main() -> None:
     if not settings.nats_url:
         raise SystemExit("NATS_URL is not set: a worker joins an existing NATS server "
                          "(use `symbia-integrations serve` to start one)")
+    if problem := check_provider_config(settings):
+        raise SystemExit(problem)
     logging.getLogger("symbia.integrations.worker").info("connecting to %s", mask_url(settings.nats_url))
     try:
         import uvloop

@@ -45,7 +45,7 @@ class ExecuteService:
 
         credential = NO_CREDENTIAL
         if spec.needs_credential:
-            found = await self._credentials.resolve(caller, spec.name, request.credentialId)
+            found = await self._credentials.resolve(caller, spec.identity_key, request.credentialId)
             if found is None or not found.api_key:
                 raise credential_missing(self._credentials, spec.name, op.name)
             credential = found

@@ -5,11 +5,13 @@ original service or by SDK conventions (`OPENAI_BASE_URL` includes `/v1`, as the
 reads it).
 """
 
+import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from dotenv import dotenv_values
+from pydantic import AliasChoices, Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,14 +62,50 @@ class Settings(BaseSettings):
     huggingface_embeddings_api: Literal["hf-inference", "openai", "tei"] = Field(
         "hf-inference", validation_alias="HUGGINGFACE_EMBEDDINGS_API")
 
+    # --- more providers: Anthropic, symbia-labs, configured ones (docs/PROVIDERS.md) ----------
+    # As the Anthropic SDK reads it: without /v1 (a trailing /v1 is tolerated and dropped).
+    anthropic_base_url: str = Field("https://api.anthropic.com", validation_alias="ANTHROPIC_BASE_URL")
+    anthropic_api_key: str | None = Field(None, validation_alias="ANTHROPIC_API_KEY", repr=False)
+    anthropic_version: str = Field("2023-06-01", validation_alias="ANTHROPIC_VERSION")
+    # max_tokens for a Claude model that models.json does not know (the API requires one).
+    anthropic_default_max_tokens: int = Field(4096, gt=0, validation_alias="ANTHROPIC_DEFAULT_MAX_TOKENS")
+    models_service_url: str = Field("http://localhost:5008", validation_alias="MODELS_SERVICE_URL")
+    providers_file: Path | None = Field(None, validation_alias="INTEGRATIONS_PROVIDERS_FILE")
+    # The same document as the providers file, as JSON (for containers without a mounted file).
+    providers_json: str | None = Field(None, validation_alias="INTEGRATIONS_PROVIDERS", repr=False)
+    # Packaged presets to enable (service/providers/presets.yaml): names, "all" or "none".
+    provider_presets: str = Field("google,mistral,cohere,groq,together",
+                                  validation_alias="INTEGRATIONS_PROVIDER_PRESETS")
+
     # --- callers (local mode) --------------------------------------------------------------
     api_keys: str = Field("", validation_alias="INTEGRATIONS_API_KEYS", repr=False)
     default_org: str = Field("default", validation_alias="INTEGRATIONS_DEFAULT_ORG")
 
-    @field_validator("openai_base_url", "huggingface_base_url")
+    @field_validator("openai_base_url", "huggingface_base_url", "models_service_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("anthropic_base_url")
+    @classmethod
+    def _anthropic_root(cls, value: str) -> str:
+        value = value.rstrip("/")
+        return value.removesuffix("/v1")
+
+    # The .env file as read at start-up, for variables that are not settings fields: the key
+    # variables that the providers file names (MISTRAL_API_KEY...) and its ${VAR} references.
+    _dotenv: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        env_file = values.get("_env_file", type(self).model_config.get("env_file"))
+        super().__init__(**values)
+        if isinstance(env_file, str | Path) and Path(env_file).is_file():
+            self._dotenv = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+
+    def env(self, name: str) -> str | None:
+        """A variable of the process environment, else of the .env file (the same precedence as
+        the settings themselves)."""
+        return os.environ.get(name) or self._dotenv.get(name)
 
     @cached_property
     def configured_api_keys(self) -> tuple[str, ...]:

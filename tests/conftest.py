@@ -25,13 +25,20 @@ from service.embedded_nats import EmbeddedNats
 from service.settings import Settings
 from tests.fakes.huggingface import API_KEY as HF_KEY
 from tests.fakes.huggingface import FakeHuggingFace
+from tests.fakes.models_service import FakeModelsService
 
 CALLER_KEY = "test-caller-key"
 OPENAI_KEY = "sk-test-0123456789"
+ANTHROPIC_KEY = "sk-ant-test-0123456789"
 
 # Settings must come from the fixtures, not from the developer's shell or a .env file.
 for name in list(os.environ):
     if name.startswith(("INTEGRATIONS_", "OPENAI_", "HUGGINGFACE_", "NATS_")) or name in ("HF_TOKEN", "PORT", "HOST"):
+        del os.environ[name]
+# ... nor the keys and URLs of the other providers (docs/PROVIDERS.md).
+for name in list(os.environ):
+    if name.startswith(("ANTHROPIC_", "MODELS_SERVICE_", "GEMINI_", "GOOGLE_API_KEY", "MISTRAL_", "COHERE_",
+                        "CO_API_KEY", "GROQ_", "TOGETHER_", "OLLAMA_", "VLLM_")):
         del os.environ[name]
 
 
@@ -108,6 +115,14 @@ def hf_fake() -> Iterator[FakeHuggingFace]:
 
 
 @pytest.fixture(scope="session")
+def models_service() -> Iterator[FakeModelsService]:
+    """The Symbia Models service behind the symbia-labs provider."""
+    server = FakeModelsService().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def data_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="test-data-"))
 
@@ -120,7 +135,8 @@ def acme_key(data_dir: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def settings(nats_url: str, llmock: LLMock, hf_fake: FakeHuggingFace, data_dir: Path, acme_key: str) -> Settings:
+def settings(nats_url: str, llmock: LLMock, hf_fake: FakeHuggingFace, data_dir: Path, acme_key: str,
+             models_service: FakeModelsService) -> Settings:
     return Settings(
         _env_file=None,
         nats_url=nats_url,
@@ -133,6 +149,9 @@ def settings(nats_url: str, llmock: LLMock, hf_fake: FakeHuggingFace, data_dir: 
         upstream_timeout_s=3,
         heartbeat_s=0.5,
         worker_concurrency=64,
+        anthropic_base_url=f"{llmock.url}/anthropic",   # llmock serves the Messages API there
+        anthropic_api_key=ANTHROPIC_KEY,
+        models_service_url=models_service.url,
     )
 
 

@@ -31,8 +31,11 @@ class HuggingFaceAdapter:
     def _uses_tgi(self, op: OperationSpec, params: ExecuteParams) -> bool:
         return op.kind == "generate" and self.text_generation_api == "tgi" and not params.messages
 
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
     def build(self, op: OperationSpec, params: ExecuteParams, api_key: str | None) -> UpstreamCall:
-        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        headers = self.headers(api_key)
         if op.kind == "embeddings":
             return self._embeddings(params, headers)
         if self._uses_tgi(op, params):

@@ -4,6 +4,7 @@ lists, capabilities and usage cost read. The table lives in models.json beside t
 that prices can be updated without touching code."""
 
 import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -31,6 +32,7 @@ class ModelInfo:
     output_price: float | None = None      # USD per 1M completion tokens
     deprecated: bool = False
     description: str | None = None
+    default_max_tokens: int | None = None  # asked for when a request sets no maxTokens (Anthropic needs one)
 
 
 @cache
@@ -43,9 +45,20 @@ def _table() -> dict[str, tuple[ModelInfo, ...]]:
     }
 
 
+# Models declared by configured providers (providers file, presets). They are registered when
+# the capability table is built, because callers such as the usage pipeline ask by provider
+# name only. A configured provider without models keeps what models.json says about its name.
+_configured: dict[str, tuple[ModelInfo, ...]] = {}
+
+
+def register_models(models_by_provider: Mapping[str, Iterable[ModelInfo]]) -> None:
+    for provider, models in models_by_provider.items():
+        _configured[provider] = tuple(models)
+
+
 def models_for(provider: str) -> tuple[ModelInfo, ...]:
     """The static model list of a provider, in the original's order (UIs take the first)."""
-    return _table().get(provider, ())
+    return _configured.get(provider) or _table().get(provider, ())
 
 
 def model_info(provider: str, model: str) -> ModelInfo | None:
