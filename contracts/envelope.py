@@ -72,6 +72,11 @@ class Reason:
     MODEL_NOT_FOUND = "model_not_found"
     NOT_FOUND = "not_found"
     INTERNAL = "internal_error"
+    # Identity, organizations and credentials (docs/IDENTITY.md)
+    IDENTITY_UNAVAILABLE = "identity_unavailable"
+    ORG_REQUIRED = "org_required"
+    CREDENTIAL_FORBIDDEN = "credential_forbidden"
+    ADMIN_REQUIRED = "admin_required"
 
 
 class UpstreamInfo(BaseModel):
