@@ -29,7 +29,8 @@ def parse_cookies(header: str) -> dict[str, str]:
     """`a=1; b=2` → {"a": "1", "b": "2"}; tolerant of junk (SimpleCookie rejects whole headers)."""
     cookies: dict[str, str] = {}
     for part in header.split(";"):
-        name, sep, value = part.strip().partition("=")
+        name, sep, value = part.partition("=")
+        name = name.strip()
         if sep and name and name not in cookies:
             cookies[name] = value.strip().strip('"')
     return cookies
