@@ -98,7 +98,6 @@ def build_app(settings: Settings) -> FastStream:
         return NatsResponse(ping_reply, headers={h.STATUS: "200"})
 
     async def started() -> None:
-        await services.start()
         nc = broker.connection
         state["payloads"] = PayloadStore(nc)
         await state["payloads"].bucket()  # exists before any client needs it (docs/CONTRACTS.md)
@@ -122,6 +121,7 @@ def build_app(settings: Settings) -> FastStream:
     app = FastStream(
         broker,
         logger=log,
+        on_startup=[services.start],       # first Catalog load, before any subscriber takes a message
         after_startup=[started],
         on_shutdown=[stopping],
         after_shutdown=[stopped],
