@@ -41,11 +41,9 @@ class ModelsQuery(_Query):
 
 # --- replies ---------------------------------------------------------------------------------
 
-ModelCapability = Literal["chat", "completion", "embedding", "vision", "function_calling", "reasoning"]
-
-
 class ModelConfig(BaseModel):
-    """A model (reference §5.2). Prices are USD per million tokens; absent fields are omitted."""
+    """A model (reference §5.2). Prices are USD per million tokens; absent fields are omitted.
+    Capabilities: chat, completion, embedding, vision, function_calling, reasoning."""
 
     id: str
     name: str

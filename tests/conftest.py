@@ -33,6 +33,8 @@ OPENAI_KEY = "sk-test-0123456789"
 for name in list(os.environ):
     if name.startswith(("INTEGRATIONS_", "OPENAI_", "HUGGINGFACE_", "NATS_")) or name in ("HF_TOKEN", "PORT", "HOST"):
         del os.environ[name]
+    elif name in ("IDENTITY_SERVICE_URL", "CATALOG_SERVICE_URL"):   # would switch the workers to Identity mode
+        del os.environ[name]
 
 
 def free_port() -> int:
