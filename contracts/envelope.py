@@ -76,6 +76,11 @@ class Reason:
     UPSTREAM_OVERLOADED = "upstream_overloaded"
     NOT_FOUND = "not_found"
     INTERNAL = "internal_error"
+    # Identity, organizations and credentials (docs/IDENTITY.md)
+    IDENTITY_UNAVAILABLE = "identity_unavailable"
+    ORG_REQUIRED = "org_required"
+    CREDENTIAL_FORBIDDEN = "credential_forbidden"
+    ADMIN_REQUIRED = "admin_required"
 
 
 class UpstreamInfo(BaseModel):

@@ -4,6 +4,7 @@ import asyncio
 import logging
 
 from handlers.app import build_app
+from service.credentials import CredentialsFileError
 from service.logs import configure, mask_url
 from service.providers.configured import check_provider_config
 from service.settings import Settings
@@ -22,7 +23,10 @@ def main() -> None:
         import uvloop
     except ImportError:  # pragma: no cover - uvicorn[standard] brings it
         uvloop = None
-    app = build_app(settings)
+    try:
+        app = build_app(settings)
+    except CredentialsFileError as exc:     # refuse to start, with the reason and no traceback
+        raise SystemExit(f"worker not started: {exc}") from None
     if uvloop is not None:
         uvloop.run(app.run(log_level=logging.WARNING))
     else:  # pragma: no cover

@@ -80,6 +80,18 @@ def build_app(settings: Settings) -> FastStream:
     endpoint(subjects.EXECUTE, services.execute, services.execute.request_id_prefix,
              "Execute an LLM operation; request = ExecuteRequest JSON, reply = the HTTP body with x-status.")
 
+    discovery = services.discovery
+    for subject, handler, description in (
+        (subjects.PROVIDERS_LIST, discovery.providers_list, "Providers the gateway can call (no auth)."),
+        (subjects.PROVIDERS_GET, discovery.provider_get, "One provider's configuration; {provider} (no auth)."),
+        (subjects.PROVIDERS_MODELS, discovery.provider_models, "Models of one provider; {provider, capability?}."),
+        (subjects.MODELS_LIST, discovery.models, "Models of every provider; {capability?, purpose?}."),
+        (subjects.CAPABILITIES, discovery.capabilities, "Credential-aware providers and models of the caller."),
+        (subjects.STATUS, discovery.status, "Registered providers and circuit-breaker states (no auth)."),
+        (subjects.STATS, discovery.stats, "Counts of providers and integrations (no auth)."),
+    ):
+        endpoint(subject, handler, discovery.request_id_prefix, description)
+
     ping_reply = WorkerPing(worker=WORKER_ID, version=__version__).model_dump_json().encode()
 
     @broker.subscriber(subjects.HEALTH_PING, queue=subjects.QUEUE_GROUP, decoder=as_message,
@@ -122,6 +134,7 @@ def build_app(settings: Settings) -> FastStream:
     app = FastStream(
         broker,
         logger=log,
+        on_startup=[services.start],       # first Catalog load, before any subscriber takes a message
         after_startup=[started],
         on_shutdown=[stopping],
         after_shutdown=[stopped],

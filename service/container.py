@@ -2,15 +2,17 @@
 
 import logging
 
-from service.auth.access import Access
 from service.auth.keys import KeyStore
-from service.auth.local import LocalAuthenticator
-from service.credentials import EnvCredentials
+from service.cache import TTLCache
+from service.catalog import ProviderConfigs
+from service.discovery import DiscoveryService
 from service.execute import ExecuteService
 from service.providers.base import ProviderSpec
 from service.providers.capabilities import build_provider_table
 from service.providers.discovery import ProviderProbe
+from service.providers.model_lists import ModelLists
 from service.settings import Settings
+from service.tenancy import build_tenancy
 from service.transport import UpstreamTransport
 
 log = logging.getLogger("symbia.integrations")
@@ -22,11 +24,10 @@ class Services:
         self.providers = build_provider_table(settings)
         self.transport = UpstreamTransport(settings.upstream_pool_size, settings.upstream_max_response_bytes)
         self.key_store = KeyStore(settings.key_store_path)
-        self.access = Access(LocalAuthenticator(settings.configured_api_keys, self.key_store), settings.default_org)
-        self.credentials = EnvCredentials(
-            env_provider_keys(settings, self.providers),
-            {name: spec.credential_env for name, spec in self.providers.items()},
-        )
+        # Who may call, in which org, with which provider keys (local or Identity mode).
+        self.tenancy = build_tenancy(settings, self.providers, self.transport, self.key_store)
+        self.access = self.tenancy.access
+        self.credentials = self.tenancy.credentials
         # Liveness of keyless providers and live model lists (symbia-labs): for /capabilities.
         self.provider_probe = ProviderProbe(self.transport)
         # Called with each authenticated command and its reply (the usage pipeline plugs in here).
@@ -38,24 +39,34 @@ class Services:
             credentials=self.credentials,
             timeout_for=settings.timeout_for,
         )
+        self.provider_configs = ProviderConfigs(self.providers, settings.catalog_service_url, self.transport,
+                                                timeout_s=settings.catalog_timeout_s,
+                                                refresh_s=settings.catalog_refresh_s)
+        self.model_lists = ModelLists(self.transport, TTLCache(settings.cache_max_entries),
+                                      ttl_s=settings.model_list_ttl_s, timeout_s=settings.model_list_timeout_s)
+        # Seams: the circuit breaker sets `discovery.breakers`, the registry `discovery.integration_count`,
+        # credential-less providers register reachability probes in `discovery.probes`.
+        self.discovery = DiscoveryService(
+            providers=self.providers,
+            configs=self.provider_configs,
+            access=self.access,
+            credentials=self.credentials,
+            model_lists=self.model_lists,
+        )
+        for spec in self.providers.values():
+            if not spec.needs_credential and spec.health_url:
+                self.discovery.probes[spec.name] = self._reachability(spec)
+
+    def _reachability(self, spec: ProviderSpec):
+        async def probe() -> bool:
+            return await self.provider_probe.available(spec) is not False
+        return probe
+
+    async def start(self) -> None:
+        """Start-up I/O of a worker (before it takes messages): the first Catalog load."""
+        await self.provider_configs.start()
 
     async def close(self) -> None:
+        await self.provider_configs.stop()
         await self.transport.close()
 
-
-def env_provider_keys(settings: Settings, providers: dict[str, ProviderSpec]) -> dict[str, str | None]:
-    """Local mode: each provider's key from its settings field (built-ins) or from the first set
-    variable of its credential_env (configured providers), keyed as the resolver is asked."""
-    from_settings = {"openai": settings.openai_api_key, "huggingface": settings.huggingface_api_key,
-                     "anthropic": settings.anthropic_api_key}
-    keys: dict[str, str | None] = {}
-    for name, spec in providers.items():
-        if not spec.needs_credential:
-            continue
-        if spec.source == "builtin":
-            key = from_settings.get(name)
-        else:
-            key = next((v for v in map(settings.env, spec.credential_env) if v), None)
-        if key or spec.identity_key not in keys:
-            keys[spec.identity_key] = key
-    return keys

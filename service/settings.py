@@ -81,6 +81,35 @@ class Settings(BaseSettings):
     api_keys: str = Field("", validation_alias="INTEGRATIONS_API_KEYS", repr=False)
     default_org: str = Field("default", validation_alias="INTEGRATIONS_DEFAULT_ORG")
 
+    # --- identity, organizations, credentials, catalog (docs/IDENTITY.md) --------------------
+    # Identity mode when set: callers are Identity's users, agents and API keys; provider keys
+    # come from Identity. Unset: local mode (API keys above, optional JWTs, env/file keys).
+    identity_service_url: str | None = Field(None, validation_alias="IDENTITY_SERVICE_URL")
+    # The gateway's own Identity token, for credential lookups of callers without a token
+    # Identity accepts (API-key principals, server-side sessions).
+    service_token: str | None = Field(None, validation_alias="INTEGRATIONS_SERVICE_TOKEN", repr=False)
+    identity_timeout_s: float = Field(2.0, gt=0, le=60, validation_alias="INTEGRATIONS_IDENTITY_TIMEOUT_S")
+    auth_cache_ttl_s: float = Field(30.0, ge=0, validation_alias="INTEGRATIONS_AUTH_CACHE_TTL_S")
+    auth_negative_cache_ttl_s: float = Field(5.0, ge=0, validation_alias="INTEGRATIONS_AUTH_NEGATIVE_CACHE_TTL_S")
+    credential_cache_ttl_s: float = Field(30.0, ge=0, validation_alias="INTEGRATIONS_CREDENTIAL_CACHE_TTL_S")
+    credential_negative_cache_ttl_s: float = Field(
+        5.0, ge=0, validation_alias="INTEGRATIONS_CREDENTIAL_NEGATIVE_CACHE_TTL_S")
+    cache_max_entries: int = Field(10_000, ge=1, validation_alias="INTEGRATIONS_CACHE_MAX_ENTRIES")
+    # Local mode: JSON object org → provider → key (mode 600).
+    credentials_file: Path | None = Field(None, validation_alias="INTEGRATIONS_CREDENTIALS_FILE")
+    # Local mode JWT callers: HS256 with the secret, RS256/ES256 with keys from the JWKS URL.
+    jwt_secret: str | None = Field(None, validation_alias="INTEGRATIONS_JWT_SECRET", repr=False)
+    jwt_jwks_url: str | None = Field(None, validation_alias="INTEGRATIONS_JWT_JWKS_URL")
+    jwt_audience: str | None = Field(None, validation_alias="INTEGRATIONS_JWT_AUDIENCE")
+    jwt_issuer: str | None = Field(None, validation_alias="INTEGRATIONS_JWT_ISSUER")
+    jwt_leeway_s: float = Field(30.0, ge=0, validation_alias="INTEGRATIONS_JWT_LEEWAY_S")
+    jwt_jwks_ttl_s: float = Field(300.0, gt=0, validation_alias="INTEGRATIONS_JWT_JWKS_TTL_S")
+    catalog_service_url: str | None = Field(None, validation_alias="CATALOG_SERVICE_URL")
+    catalog_timeout_s: float = Field(3.0, gt=0, le=60, validation_alias="INTEGRATIONS_CATALOG_TIMEOUT_S")
+    catalog_refresh_s: float = Field(300.0, gt=0, validation_alias="INTEGRATIONS_CATALOG_REFRESH_S")
+    model_list_ttl_s: float = Field(300.0, ge=0, validation_alias="INTEGRATIONS_MODEL_LIST_TTL_S")
+    model_list_timeout_s: float = Field(10.0, gt=0, validation_alias="INTEGRATIONS_MODEL_LIST_TIMEOUT_S")
+
     @field_validator("openai_base_url", "huggingface_base_url", "models_service_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -110,6 +139,10 @@ class Settings(BaseSettings):
     @cached_property
     def configured_api_keys(self) -> tuple[str, ...]:
         return tuple(k.strip() for k in self.api_keys.split(",") if k.strip())
+
+    @property
+    def identity_mode(self) -> bool:
+        return bool(self.identity_service_url)
 
     @property
     def key_store_path(self) -> Path:

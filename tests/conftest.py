@@ -35,6 +35,8 @@ ANTHROPIC_KEY = "sk-ant-test-0123456789"
 for name in list(os.environ):
     if name.startswith(("INTEGRATIONS_", "OPENAI_", "HUGGINGFACE_", "NATS_")) or name in ("HF_TOKEN", "PORT", "HOST"):
         del os.environ[name]
+    elif name in ("IDENTITY_SERVICE_URL", "CATALOG_SERVICE_URL"):   # would switch the workers to Identity mode
+        del os.environ[name]
 # ... nor the keys and URLs of the other providers (docs/PROVIDERS.md).
 for name in list(os.environ):
     if name.startswith(("ANTHROPIC_", "MODELS_SERVICE_", "GEMINI_", "GOOGLE_API_KEY", "MISTRAL_", "COHERE_",

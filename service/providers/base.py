@@ -4,7 +4,7 @@ Transport, timeouts, credentials and error envelopes live outside adapters."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from contracts.execute import ExecuteParams
 from service.errors import GatewayError
@@ -86,3 +86,15 @@ class ProviderSpec:
     def identity_key(self) -> str:
         """What the credential resolver is asked for (several providers may share one key)."""
         return self.credential_key or self.name
+
+
+@runtime_checkable
+class ModelLister(Protocol):
+    """Optional adapter capability: list the models an account can use (`GET /models`).
+    Providers without it are described by their static list in models.json."""
+
+    def models_call(self, api_key: str | None) -> UpstreamCall: ...
+
+    def parse_models(self, payload: Any) -> list[str]:
+        """Model ids worth offering, newest first."""
+        ...

@@ -5,7 +5,7 @@ that prices can be updated without touching code."""
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -77,3 +77,18 @@ def cost_usd_micros(provider: str, model: str, prompt_tokens: int, completion_to
         return None
     # price per 1M tokens × tokens / 1M × 1M micros = price × tokens
     return round(info.input_price * prompt_tokens + (info.output_price or 0.0) * completion_tokens)
+
+
+def describe(provider: str, model: str) -> ModelInfo:
+    """Metadata for a model id a provider listed: the table's entry (a dated id inherits its
+    base model's), else what the id itself tells (embedding, reasoning or chat)."""
+    info = model_info(provider, model)
+    if info is not None:
+        return info if info.id == model else replace(info, id=model, name=model)
+    if "embedding" in model or "embed" in model.rsplit("/", 1)[-1].lower():
+        capabilities: tuple[str, ...] = ("embedding",)
+    elif is_reasoning_model(model):
+        capabilities = ("chat", "function_calling", "reasoning")
+    else:
+        capabilities = ("chat", "function_calling")
+    return ModelInfo(id=model, name=model, provider=provider, capabilities=capabilities)

@@ -80,3 +80,26 @@ class OpenAIAdapter:
         code, kind, message = error_fields(payload)
         return classify_upstream(provider=self.name, operation=op.name, status=status, code=code,
                                  error_type=kind, message=message, headers=headers)
+
+    # --- ModelLister (discovery) ---------------------------------------------------------------
+
+    def models_call(self, api_key: str | None) -> UpstreamCall:
+        return UpstreamCall("GET", f"{self.base_url}/models", None, self.headers(api_key))
+
+    def parse_models(self, payload: Any) -> list[str]:
+        """The original's filter (reference §5.2): GPT, o-series and embedding models, no
+        fine-tunes, no -instruct, nothing the account owns itself; newest first."""
+        items = payload.get("data") if isinstance(payload, dict) else None
+        if not isinstance(items, list):
+            raise ValueError("model list has no data array")
+        kept = []
+        for item in items:
+            model = item.get("id") if isinstance(item, dict) else None
+            if not isinstance(model, str):
+                continue
+            wanted = model.startswith(("gpt-", "o1", "o3", "o4")) or "embedding" in model
+            unwanted = "ft:" in model or ":ft-" in model or "-instruct" in model or item.get("owned_by") == "user"
+            if wanted and not unwanted:
+                kept.append((item.get("created") or 0, model))
+        kept.sort(key=lambda pair: pair[0], reverse=True)
+        return [model for _, model in kept]

@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from service.container import env_provider_keys
 from service.providers.capabilities import build_provider_table
 from service.providers.configured import ProviderConfigError, check_provider_config
 from service.settings import Settings
+from service.tenancy import env_provider_keys
 
 YAML = """\
 providers:
