@@ -90,12 +90,21 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         return Response(reply.body, status_code=reply.status, media_type=JSON, headers=headers)
 
     def body_route(route: Route):
+        with_path_params = "{" in route.path
+
         async def endpoint(request: Request) -> Response:
             try:
                 body = await read_body(request, max_body)
             except BodyTooLarge:
                 return envelope_response(413, f"Request body too large. Maximum size is {max_body} bytes",
                                          ErrorCategory.validation, reason=Reason.BODY_TOO_LARGE)
+            if with_path_params:  # contracts/routes.py: {...path params, "body": <parsed body>}
+                try:
+                    parsed = orjson.loads(body) if body.strip() else None
+                except orjson.JSONDecodeError as exc:
+                    return envelope_response(400, f"Malformed JSON body: {exc}", ErrorCategory.validation,
+                                             reason=Reason.INVALID_JSON)
+                body = orjson.dumps({**request.path_params, "body": parsed})
             return await forward(route, request, body)
 
         return endpoint

@@ -72,6 +72,22 @@ class Reason:
     MODEL_NOT_FOUND = "model_not_found"
     NOT_FOUND = "not_found"
     INTERNAL = "internal_error"
+    # registry and invoke
+    OUTBOUND_DENIED = "outbound_denied"
+    ADMIN_REQUIRED = "admin_required"
+    INTEGRATION_NOT_FOUND = "integration_not_found"
+    OPERATION_NOT_FOUND = "operation_not_found"
+    INTEGRATION_EXISTS = "integration_exists"
+    INTEGRATION_READ_ONLY = "integration_read_only"
+    VERSION_CONFLICT = "version_conflict"
+    NOT_OWNER = "not_owner"
+    STDIO_NOT_ALLOWED = "stdio_not_allowed"
+    SPEC_FETCH_FAILED = "spec_fetch_failed"
+    SPEC_INVALID = "spec_invalid"
+    DISCOVERY_FAILED = "discovery_failed"
+    INTEGRATION_CREDENTIAL_MISSING = "integration_credential_missing"
+    INTEGRATION_MISCONFIGURED = "integration_misconfigured"
+    UNSUPPORTED_INTEGRATION = "unsupported_integration"
 
 
 class UpstreamInfo(BaseModel):

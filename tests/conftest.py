@@ -6,6 +6,7 @@ its own on a random port with a temporary JetStream store.
 """
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -28,6 +29,15 @@ from tests.fakes.huggingface import FakeHuggingFace
 
 CALLER_KEY = "test-caller-key"
 OPENAI_KEY = "sk-test-0123456789"
+# Credentials of integrations registered by tests/registry, by integration key.
+REGISTRY_CREDENTIALS = {
+    "hb-bearer": "bearer-secret-123",
+    "hb-apikey": "apikey-secret-456",
+    "hb-query": "query-secret-789",
+    "hb-basic": "alice:wonder land",
+    "hb-path": "c2VjcmV0LWluLXBhdGg=",      # base64 of "secret-in-path" (httpbinx /base64 decodes it)
+    "mcp-auth": "mcp-token-abc",
+}
 
 # Settings must come from the fixtures, not from the developer's shell or a .env file.
 for name in list(os.environ):
@@ -133,6 +143,12 @@ def settings(nats_url: str, llmock: LLMock, hf_fake: FakeHuggingFace, data_dir: 
         upstream_timeout_s=3,
         heartbeat_s=0.5,
         worker_concurrency=64,
+        # registry and invoke (tests/registry): loopback peers, their credentials, the stdio test server
+        outbound_allow="127.0.0.1",
+        integration_credentials=REGISTRY_CREDENTIALS,
+        mcp_stdio_allow=shlex.join([sys.executable, "-m", "tests.fakes.mcp_server", "stdio"]),
+        invoke_timeout_s=5,
+        mcp_timeout_s=5,
     )
 
 
