@@ -89,9 +89,23 @@ def load_document(raw: bytes | str, content_type: str = "", url: str = "") -> di
             raise
         except yaml.YAMLError as exc:
             raise SpecError(f"neither JSON nor YAML ({str(exc).splitlines()[0]})") from None
+        doc = _json_keys(doc, [0])   # YAML reads `200:` as an integer key; JSON (and OpenAPI) means "200"
     if not isinstance(doc, dict):
         raise SpecError("the document is not an object")
     return doc
+
+
+def _json_keys(node: Any, count: list[int]) -> Any:
+    """A copy with string keys. Aliases are expanded here, so the copy is bounded: an alias
+    bomb (a few aliases that double the tree at every level) stops at the node budget."""
+    count[0] += 1
+    if count[0] > _MAX_RESOLVED_NODES:
+        raise SpecError("the YAML document is too large once its aliases are expanded")
+    if isinstance(node, dict):
+        return {k if isinstance(k, str) else str(k): _json_keys(v, count) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_json_keys(v, count) for v in node]
+    return node
 
 
 def spec_version(doc: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ import pytest
 
 from service.auth.keys import KeyStore, hash_key
 from tests.conftest import CALLER_KEY, free_port, wait_http
+from tests.fakes.documents import DocumentServer
 
 ROOT = Path(__file__).resolve().parents[2]
 MCP_STDIO_COMMAND = [sys.executable, "-m", "tests.fakes.mcp_server", "stdio"]
@@ -95,3 +96,10 @@ def as_org(org: str, key: str = CALLER_KEY) -> dict[str, str]:
 def must(response: httpx.Response, status: int = 200) -> dict:
     assert response.status_code == status, response.text[:2000]
     return response.json()
+
+
+@pytest.fixture(scope="session")
+def documents() -> Iterator[DocumentServer]:
+    server = DocumentServer().start()
+    yield server
+    server.stop()
