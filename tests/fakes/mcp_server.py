@@ -2,6 +2,7 @@
 a resource template and a prompt. Run as a process by the test fixtures:
 
     python -m tests.fakes.mcp_server http <port>     # streamable HTTP on 127.0.0.1:<port>/mcp
+    python -m tests.fakes.mcp_server sse <port>      # the deprecated HTTP+SSE transport (/sse)
     python -m tests.fakes.mcp_server stdio           # stdio
 
 The tool `whoami` answers with the Authorization header the server received, so tests can
@@ -59,5 +60,7 @@ def review(code: str, language: str = "python") -> str:
 if __name__ == "__main__":
     if sys.argv[1] == "stdio":
         server.run("stdio")
+    elif sys.argv[1] == "sse":
+        server.run("sse", host="127.0.0.1", port=int(sys.argv[2]))
     else:
         server.run("streamable-http", host="127.0.0.1", port=int(sys.argv[2]))

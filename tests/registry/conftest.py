@@ -2,7 +2,6 @@
 its own OpenAPI 3.1 document) and an MCP server built with the official SDK
 (tests/fakes/mcp_server.py) over streamable HTTP; an admin caller key."""
 
-import shlex
 import subprocess
 import sys
 import time
@@ -18,8 +17,6 @@ from tests.conftest import CALLER_KEY, free_port, wait_http
 from tests.fakes.documents import DocumentServer
 
 ROOT = Path(__file__).resolve().parents[2]
-MCP_STDIO_COMMAND = [sys.executable, "-m", "tests.fakes.mcp_server", "stdio"]
-MCP_STDIO_ALLOW = shlex.join(MCP_STDIO_COMMAND)
 
 
 class Peer:
