@@ -113,6 +113,9 @@ async def test_refresh_bumps_the_version_and_keeps_the_inline_spec(http, org, ht
     assert response.status_code == 404
     response = await http.post("/api/integrations/registry/openai/refresh", headers=as_org(org))
     assert response.status_code == 403
+    response = await http.post("/api/integrations/registry/refreshable/refresh", content=b"{nope",
+                               headers=as_org(org))
+    assert response.status_code == 400 and response.json()["reason"] == "invalid_json"
 
 
 @pytest.mark.parametrize(("url", "what"), [
