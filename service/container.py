@@ -7,6 +7,7 @@ from service.auth.keys import KeyStore
 from service.auth.local import LocalAuthenticator
 from service.credentials import EnvCredentials
 from service.execute import ExecuteService
+from service.invoke.credentials import IntegrationCredentials
 from service.invoke.service import InvokeService
 from service.mcp.client import McpPool
 from service.outbound import OutboundGuard
@@ -31,8 +32,7 @@ class Services:
         self.key_store = KeyStore(settings.key_store_path)
         self.access = Access(LocalAuthenticator(settings.configured_api_keys, self.key_store), settings.default_org)
         self.credentials = EnvCredentials(
-            {**settings.integration_credentials,
-             "openai": settings.openai_api_key, "huggingface": settings.huggingface_api_key},
+            {"openai": settings.openai_api_key, "huggingface": settings.huggingface_api_key},
             {name: spec.credential_env for name, spec in self.providers.items()},
         )
         # Called with each authenticated command and its reply (the usage pipeline plugs in here).
@@ -50,12 +50,13 @@ class Services:
         self.registry_store = RegistryStore()
         self.registry = Registry(self.registry_store, self.providers, frozenset(settings.internal_services))
         self.registry_store.listeners.append(lambda key, _entry: self.mcp.invalidate(key))
+        integration_credentials = IntegrationCredentials(settings.integration_credentials, self.credentials)
         discovery = Discovery(self.transport, self.mcp, settings)
         self.internal_services = InternalServices(settings.internal_services, self.registry_store, discovery)
         self.registry_service = RegistryService(access=self.access, registry=self.registry, discovery=discovery,
-                                                credentials=self.credentials, internal=self.internal_services)
+                                                credentials=integration_credentials, internal=self.internal_services)
         self.invoke = InvokeService(access=self.access, registry=self.registry, execute=self.execute,
-                                    transport=self.transport, mcp=self.mcp, credentials=self.credentials,
+                                    transport=self.transport, mcp=self.mcp, credentials=integration_credentials,
                                     settings=settings)
 
     async def start(self, nc) -> None:

@@ -29,14 +29,18 @@ from tests.fakes.huggingface import FakeHuggingFace
 
 CALLER_KEY = "test-caller-key"
 OPENAI_KEY = "sk-test-0123456789"
-# Credentials of integrations registered by tests/registry, by integration key.
+# Credentials of integrations registered by tests/registry, as "<org>/<key>" (org-scoped
+# entries) or "<key>" (global entries only).
+CREDS_ORG = "creds"
 REGISTRY_CREDENTIALS = {
-    "hb-bearer": "bearer-secret-123",
-    "hb-apikey": "apikey-secret-456",
-    "hb-query": "query-secret-789",
-    "hb-basic": "alice:wonder land",
-    "hb-path": "c2VjcmV0LWluLXBhdGg=",      # base64 of "secret-in-path" (httpbinx /base64 decodes it)
-    "mcp-auth": "mcp-token-abc",
+    f"{CREDS_ORG}/hb-bearer": "bearer-secret-123",
+    f"{CREDS_ORG}/hb-apikey": "apikey-secret-456",
+    f"{CREDS_ORG}/hb-query": "query-secret-789",
+    f"{CREDS_ORG}/hb-basic": "alice:wonder land",
+    f"{CREDS_ORG}/hb-path": "c2VjcmV0LWluLXBhdGg=",      # base64 of "secret-in-path" (httpbinx /base64 decodes it)
+    f"{CREDS_ORG}/mcp-auth": "mcp-token-abc",
+    f"{CREDS_ORG}-secrets/mcp-auth": "mcp-token-def",
+    "global-bearer": "global-secret-ghi",
 }
 
 # Settings must come from the fixtures, not from the developer's shell or a .env file.

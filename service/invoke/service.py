@@ -27,10 +27,11 @@ from contracts.invoke import InvokeRequest
 from service.auth.access import Access, Caller
 from service.calls import CallRecord
 from service.commands import Command, Reply
-from service.credentials import Credential, CredentialResolver
+from service.credentials import Credential
 from service.errors import GatewayError
 from service.execute import ExecuteService
 from service.invoke.auth import apply_auth, needs_credential, normalize_auth
+from service.invoke.credentials import IntegrationCredentials
 from service.invoke.http import build_request, invalid, response_data
 from service.mcp.client import McpPool
 from service.mcp.target import mcp_target
@@ -85,7 +86,7 @@ class InvokeService:
     request_id_prefix = "inv"
 
     def __init__(self, *, access: Access, registry: Registry, execute: ExecuteService, transport: UpstreamTransport,
-                 mcp: McpPool, credentials: CredentialResolver, settings: Settings) -> None:
+                 mcp: McpPool, credentials: IntegrationCredentials, settings: Settings) -> None:
         self._access = access
         self._registry = registry
         self._execute = execute
@@ -148,11 +149,11 @@ class InvokeService:
         if not needs_credential(auth):
             record.credential_source = "none"
             return None
-        found = await self._credentials.resolve(caller, entry.key, credential_id)
+        found = await self._credentials.resolve(caller, entry, credential_id)
         if found is None or not found.api_key:
             raise GatewayError(
                 f"No credential configured for integration {entry.key} (auth {auth['type']}). "
-                f"{self._credentials.where_to_add(entry.key)}",
+                f"{self._credentials.where_to_add(entry)}",
                 ErrorCategory.auth, status=400, reason=Reason.INTEGRATION_CREDENTIAL_MISSING)
         record.credential_source, record.credential_id = found.source, found.credential_id
         return found

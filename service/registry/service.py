@@ -27,9 +27,9 @@ from contracts.registry import (
 )
 from service.auth.access import Access, Caller
 from service.commands import Command, Reply
-from service.credentials import CredentialResolver
 from service.errors import GatewayError
 from service.invoke.auth import misconfigured, needs_credential, normalize_auth
+from service.invoke.credentials import IntegrationCredentials
 from service.mcp.target import mcp_target
 from service.registry.discovery import Discovered, Discovery
 from service.registry.model import Entry, OperationSet, keep_redacted, now_iso, public_view
@@ -53,7 +53,7 @@ class RegistryService:
     request_id_prefix = "reg"
 
     def __init__(self, *, access: Access, registry: Registry, discovery: Discovery,
-                 credentials: CredentialResolver, internal=None) -> None:
+                 credentials: IntegrationCredentials, internal=None) -> None:
         self._access = access
         self._registry = registry
         self._store = registry.store
@@ -126,13 +126,13 @@ class RegistryService:
         config["headers"] = keep_redacted(config["headers"], (old.get("headers") or {}).items())
         return config
 
-    async def _secret(self, caller: Caller, key: str, auth: dict[str, Any]) -> str | None:
+    async def _secret(self, caller: Caller, entry: Entry, auth: dict[str, Any]) -> str | None:
         if not needs_credential(auth):
             return None
-        found = await self._credentials.resolve(caller, key, None)
+        found = await self._credentials.resolve(caller, entry, None)
         if found is None or not found.api_key:
-            raise GatewayError(f"No credential configured for integration {key} (auth {auth['type']}); the server "
-                               f"cannot be discovered without it. {self._credentials.where_to_add(key)}",
+            raise GatewayError(f"No credential configured for integration {entry.key} (auth {auth['type']}); the "
+                               f"server cannot be discovered without it. {self._credentials.where_to_add(entry)}",
                                ErrorCategory.auth, status=400, reason=Reason.INTEGRATION_CREDENTIAL_MISSING)
         return found.api_key
 
@@ -145,7 +145,9 @@ class RegistryService:
         if request.type == "mcp":
             if mcp_config is None:
                 return Discovered([], {})
-            secret = await self._secret(caller, request.key, auth)
+            # the credential of the entry being written (its scope decides which local secret applies)
+            org = None if request.scope == "global" else caller.org
+            secret = await self._secret(caller, Entry(key=request.key, org=org, type="mcp", name=request.key), auth)
             return await self._discovery.mcp(mcp_target(mcp_config, auth, secret), name=request.key)
         # builtin / custom: the operations as given
         ops = [op.model_dump(by_alias=True, exclude_none=True) for op in request.operations or []]

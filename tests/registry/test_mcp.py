@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import free_port
+from tests.conftest import CREDS_ORG, free_port
 from tests.registry.conftest import as_org, must, start_mcp_server, stop
 
 
@@ -64,7 +64,8 @@ async def test_tool_errors_are_reported_not_raised(http, org, mcp_server):
     assert status == 400
 
 
-async def test_the_credential_goes_to_the_mcp_server(http, org, mcp_server):
+async def test_the_credential_goes_to_the_mcp_server(http, mcp_server):
+    org = CREDS_ORG
     await register_mcp(http, org, mcp_server.url, key="mcp-auth", auth={"type": "bearer"})
     status, reply = await invoke(http, org, "mcp-auth.tool.whoami")
     assert status == 200 and reply["data"]["content"][0]["text"] == "Bearer mcp-token-abc"

@@ -7,7 +7,7 @@ import base64
 import orjson
 import pytest
 
-from tests.conftest import REGISTRY_CREDENTIALS
+from tests.conftest import CREDS_ORG, REGISTRY_CREDENTIALS
 from tests.registry.conftest import as_org, must
 
 
@@ -120,7 +120,8 @@ async def test_timeouts_and_retries(http, org, httpbin):
     ("hb-basic", {"type": "basic"},
      lambda e: base64.b64decode(e["headers"]["authorization"].split()[1]) == b"alice:wonder land"),
 ])
-async def test_auth_types(http, org, httpbin, key, auth, check):
+async def test_auth_types(http, httpbin, key, auth, check):
+    org = CREDS_ORG                          # the test credentials are "creds/<key>"
     await register_httpbin(http, org, httpbin, key=key, auth=auth)
     status, reply = await invoke(http, org, f"{key}.anything.anything.get",
                                  headers={"Authorization": "Bearer caller-override", auth.get("header", "x"): "o"})
@@ -130,7 +131,8 @@ async def test_auth_types(http, org, httpbin, key, auth, check):
     assert "caller-override" not in str(reply["data"]["headers"].get("authorization", ""))
 
 
-async def test_path_auth_substitutes_the_token_in_the_server_url(http, org, httpbin):
+async def test_path_auth_substitutes_the_token_in_the_server_url(http, httpbin):
+    org = CREDS_ORG
     must(await http.post("/api/integrations/register", headers=as_org(org), json={
         "key": "hb-path", "type": "custom", "auth": {"type": "path"},
         "openapi": {"serverUrl": f"{httpbin.url}/base64/{{token}}"},
@@ -138,7 +140,7 @@ async def test_path_auth_substitutes_the_token_in_the_server_url(http, org, http
     status, reply = await invoke(http, org, "hb-path.decode")
     assert status == 200 and reply["data"] == "secret-in-path", reply
     view = must(await http.get("/api/integrations/registry/hb-path", headers=as_org(org)))["integration"]
-    assert REGISTRY_CREDENTIALS["hb-path"] not in str(view)
+    assert REGISTRY_CREDENTIALS[f"{CREDS_ORG}/hb-path"] not in str(view)
 
 
 async def test_missing_credential_is_a_400_auth_envelope(http, org, httpbin):
@@ -146,6 +148,21 @@ async def test_missing_credential_is_a_400_auth_envelope(http, org, httpbin):
     status, reply = await invoke(http, org, "hb-nocred.get.get.get")
     assert status == 400 and reply["category"] == "auth"
     assert reply["reason"] == "integration_credential_missing"
+
+
+async def test_another_orgs_or_a_global_credential_cannot_be_captured(http, org, httpbin, admin_key):
+    """Registering a key that has a secret elsewhere (another org's entry, a global entry
+    that does not exist yet) pointing at your own server does not get you that secret."""
+    for key in ("hb-bearer", "global-bearer"):
+        await register_httpbin(http, org, httpbin, key=key, auth={"type": "bearer"})
+        status, reply = await invoke(http, org, f"{key}.anything.anything.get")
+        assert status == 400 and reply["reason"] == "integration_credential_missing", reply
+    # the bare key serves the global entry an admin registered
+    must(await http.post("/api/integrations/register", headers=as_org("ops", admin_key), json={
+        "key": "global-bearer", "type": "openapi", "scope": "global", "auth": {"type": "bearer"},
+        "openapi": {"specUrl": f"{httpbin.url}/openapi.json"}}))
+    status, reply = await invoke(http, "any-org", "global-bearer.anything.anything.get")
+    assert status == 200 and reply["data"]["headers"]["authorization"] == "Bearer global-secret-ghi"
 
 
 async def test_registering_an_inline_spec_with_an_unreachable_server_fails_at_invoke(http, org):

@@ -4,7 +4,7 @@ explicit versioned updates, owners; SSRF refusals; secrets never in a reply."""
 import orjson
 import pytest
 
-from tests.conftest import REGISTRY_CREDENTIALS
+from tests.conftest import CREDS_ORG, REGISTRY_CREDENTIALS
 from tests.registry.conftest import as_org, must
 
 SPEC = {"openapi": "3.0.3", "info": {"title": "Tiny", "version": "1"}, "paths": {
@@ -170,7 +170,8 @@ async def test_redirects_to_denied_addresses_are_not_followed(http, org, httpbin
     assert response.json()["data"]["args"] == {"followed": "yes"}
 
 
-async def test_no_reply_of_the_registry_contains_a_secret(http, org, httpbin, mcp_server, worker):
+async def test_no_reply_of_the_registry_contains_a_secret(http, httpbin, mcp_server, worker):
+    org = f"{CREDS_ORG}-secrets"             # has a credential for mcp-auth (discovery needs it)
     env_secret, header_secret = "env-secret-value-1", "header-secret-value-2"
     must(await http.post("/api/integrations/register", headers=as_org(org), json={
         "key": "mcp-auth", "type": "mcp", "auth": {"type": "bearer"},
