@@ -13,6 +13,7 @@
 import asyncio
 import contextlib
 import logging
+import re
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from nats.js.object_store import ObjectStore
 
 from contracts import subjects
 from contracts.envelope import ErrorCategory, Reason
+from contracts.registry import KEY_PATTERN
 from service.errors import GatewayError
 from service.registry.model import Entry, OperationSet
 
@@ -36,8 +38,17 @@ _CACHE_SIZE = 32
 _KV_DELETES = ("DEL", "PURGE")
 
 
+_VALID_KEY = re.compile(KEY_PATTERN)
+
+
 def kv_key(org: str | None, key: str) -> str:
     return f"g.{key}" if org is None else f"o.{org.replace(':', '=')}.{key}"
+
+
+def valid_key(key: str) -> bool:
+    """Only registrable keys are looked up: anything else (`*`, `>`, dots) cannot exist and
+    must not reach the KV API as a subject."""
+    return bool(_VALID_KEY.match(key))
 
 
 class VersionConflict(Exception):
@@ -129,6 +140,8 @@ class RegistryStore:
 
     async def fetch(self, org: str | None, key: str) -> Entry | None:
         """The authoritative record (a KV read), for writes and for reads that missed locally."""
+        if not valid_key(key):
+            return None
         try:
             found = await self._kv.get(kv_key(org, key))
         except NotFoundError:  # missing or deleted

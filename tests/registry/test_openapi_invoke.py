@@ -82,6 +82,11 @@ async def test_upstream_errors_are_reported_faithfully(http, org, httpbin):
     assert reply["error"] == "Operation not found: httpbin.nope.nothing"
     status, reply = await invoke(http, org, "httpbin")
     assert status == 404
+    for odd in ("a*b.c", ">.x", "httpbin..x", "integrations.", " .x"):
+        status, reply = await invoke(http, org, odd)
+        assert status == 404, (odd, reply)
+    response = await http.get("/api/integrations/registry/%2A%3E", headers=as_org(org))
+    assert response.status_code == 404
     status, reply = await invoke(http, org, "httpbin.decode.base64.base64.value.get", params={})
     assert status == 400 and "value" in reply["error"]
     status, reply = await invoke(http, org, "httpbin.decode.base64.base64.value.get", params={"value": ".."})
