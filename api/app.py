@@ -97,6 +97,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         return Response(reply.body, status_code=reply.status, media_type=JSON, headers=headers)
 
     def body_route(route: Route):
+        with_path_params = "{" in route.path
+
         async def endpoint(request: Request) -> Response:
             try:
                 body = await read_body(request, max_body)
@@ -104,6 +106,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 return envelope_response(413, f"Request body too large. Maximum size is {max_body} bytes",
                                          ErrorCategory.validation, reason=Reason.BODY_TOO_LARGE,
                                          request_id=request_id_of(request))
+            if with_path_params:  # contracts/routes.py: {...path params, "body": <parsed body>}
+                try:
+                    parsed = orjson.loads(body) if body.strip() else None
+                except orjson.JSONDecodeError as exc:
+                    return envelope_response(400, f"Malformed JSON body: {exc}", ErrorCategory.validation,
+                                             reason=Reason.INVALID_JSON)
+                body = orjson.dumps({**request.path_params, "body": parsed})
             return await forward(route, request, body)
 
         return endpoint

@@ -81,6 +81,21 @@ class Reason:
     ORG_REQUIRED = "org_required"
     CREDENTIAL_FORBIDDEN = "credential_forbidden"
     ADMIN_REQUIRED = "admin_required"
+    # registry and invoke
+    OUTBOUND_DENIED = "outbound_denied"
+    INTEGRATION_NOT_FOUND = "integration_not_found"
+    OPERATION_NOT_FOUND = "operation_not_found"
+    INTEGRATION_EXISTS = "integration_exists"
+    INTEGRATION_READ_ONLY = "integration_read_only"
+    VERSION_CONFLICT = "version_conflict"
+    NOT_OWNER = "not_owner"
+    STDIO_NOT_ALLOWED = "stdio_not_allowed"
+    SPEC_FETCH_FAILED = "spec_fetch_failed"
+    SPEC_INVALID = "spec_invalid"
+    DISCOVERY_FAILED = "discovery_failed"
+    INTEGRATION_CREDENTIAL_MISSING = "integration_credential_missing"
+    INTEGRATION_MISCONFIGURED = "integration_misconfigured"
+    UNSUPPORTED_INTEGRATION = "unsupported_integration"
 
 
 class UpstreamInfo(BaseModel):

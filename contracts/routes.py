@@ -10,13 +10,15 @@ own `ROUTES`; this module only collects them. A route's request travels as follo
   (POST: plus the parsed body under the key ``body``).
 """
 
-from contracts import discovery, execute
+from contracts import discovery, execute, invoke, registry
 from contracts.envelope import ErrorEnvelope
 from contracts.http import ALIAS_PREFIX, API_PREFIX, QueryParam, Route
 
 ROUTES: tuple[Route, ...] = (
     *execute.ROUTES,
     *discovery.ROUTES,
+    *registry.ROUTES,
+    *invoke.ROUTES,
 )
 
 ERROR_MODEL = ErrorEnvelope

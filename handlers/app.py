@@ -91,6 +91,24 @@ def build_app(settings: Settings) -> FastStream:
         (subjects.STATS, discovery.stats, "Counts of providers and integrations (no auth)."),
     ):
         endpoint(subject, handler, discovery.request_id_prefix, description)
+    # Registry and invoke (docs/REGISTRY.md).
+    registry = services.registry_service
+    for subject, handler, description in (
+        (subjects.REGISTRY_REGISTER, registry.register, "Register or update an integration (RegisterRequest)."),
+        (subjects.REGISTRY_MCP_REGISTER, registry.mcp_register, "Register an MCP server (flat McpRegisterRequest)."),
+        (subjects.REGISTRY_LIST, registry.list, "Integrations visible to the caller's org ({type?, scope?})."),
+        (subjects.REGISTRY_GET, registry.get, "One integration ({key})."),
+        (subjects.REGISTRY_OPERATIONS, registry.operations, "Operations of an integration ({key})."),
+        (subjects.REGISTRY_REFRESH, registry.refresh, "Re-discover an integration ({key, body})."),
+        (subjects.REGISTRY_DELETE, registry.delete, "Remove an integration ({key})."),
+        (subjects.REGISTRY_NAMESPACE, registry.namespace, "Namespace trees of the visible integrations ({})."),
+        (subjects.REGISTRY_SEARCH, registry.search, "Search operations ({q?, tag?, integration?, limit?})."),
+        (subjects.REGISTRY_PARSE_OPENAPI, registry.parse_openapi, "Preview an OpenAPI parse (ParseOpenApiRequest)."),
+        (subjects.REGISTRY_PARSE_MCP, registry.parse_mcp, "Preview an MCP server's operations (ParseMcpRequest)."),
+    ):
+        endpoint(subject, handler, registry.request_id_prefix, description)
+    endpoint(subjects.INVOKE, services.invoke, services.invoke.request_id_prefix,
+             "Invoke an operation of a registered integration (InvokeRequest).")
 
     ping_reply = WorkerPing(worker=WORKER_ID, version=__version__).model_dump_json().encode()
 
@@ -103,6 +121,7 @@ def build_app(settings: Settings) -> FastStream:
         nc = broker.connection
         state["payloads"] = PayloadStore(nc)
         await state["payloads"].bucket()  # exists before any client needs it (docs/CONTRACTS.md)
+        await services.start(nc)
         beats = Heartbeats(nc, settings.heartbeat_s)
         beats.start()
         state["heartbeats"] = beats
@@ -134,7 +153,7 @@ def build_app(settings: Settings) -> FastStream:
     app = FastStream(
         broker,
         logger=log,
-        on_startup=[services.start],       # first Catalog load, before any subscriber takes a message
+        on_startup=[services.load],        # first Catalog load, before any subscriber takes a message
         after_startup=[started],
         on_shutdown=[stopping],
         after_shutdown=[stopped],

@@ -2,10 +2,11 @@
 table, resolve the credential, call the provider, normalize (reference §3.2, fixed)."""
 
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from contracts.envelope import ErrorCategory, Reason
 from contracts.execute import ExecuteRequest
-from service.auth.access import Access
+from service.auth.access import Access, Caller
 from service.calls import CallRecord
 from service.commands import Command, Reply
 from service.credentials import NO_CREDENTIAL, CredentialResolver, credential_missing
@@ -37,9 +38,20 @@ class ExecuteService:
         caller = await self._access.caller(command.headers)
         record = command.record = CallRecord.start("execute", caller)
         request = ExecuteRequest.model_validate_json(command.body)
-        params = request.params
         record.integration, record.operation, record.model_requested = (request.provider, request.operation,
-                                                                        params.model)
+                                                                        request.params.model)
+        data = await self.run(caller, request, record)
+        return command.json_reply(200, {"success": True, "data": data, "requestId": command.request_id,
+                                        "durationMs": command.elapsed_ms()})
+
+    async def run(self, caller: Caller, request: ExecuteRequest, record: CallRecord,
+                  timeout_s: float | None = None) -> dict[str, Any]:
+        """The pipeline after authentication, shared by `/execute` and by `/invoke` on a provider
+        built-in: validation against the capability table, credential, upstream call, normalized
+        data. Fills the record's credential, served model and usage; the caller of `run` names
+        the integration and operation in the record. Resilience steps (breaker, limits) belong
+        here so that both paths get them."""
+        params = request.params
         spec, op = resolve_operation(self._providers, request.provider, request.operation)
         validate_params(spec.name, op, params)
 
@@ -52,7 +64,7 @@ class ExecuteService:
         record.credential_source, record.credential_id = credential.source, credential.credential_id
 
         call = spec.adapter.build(op, params, credential.api_key)
-        response = await self._transport.send(spec.name, call, self._timeout_for(op.name),
+        response = await self._transport.send(spec.name, call, timeout_s or self._timeout_for(op.name),
                                               provider=spec.name, operation=op.name)
         if not 200 <= response.status < 300:
             raise spec.adapter.error(op, response.status, response.payload, response.headers)
@@ -64,5 +76,4 @@ class ExecuteService:
                                provider=spec.name, operation=op.name) from None
         record.model_served = data.get("model")
         record.add_usage(data.get("usage") or {})
-        return command.json_reply(200, {"success": True, "data": data, "requestId": command.request_id,
-                                        "durationMs": command.elapsed_ms()})
+        return data
