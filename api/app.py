@@ -1,6 +1,7 @@
 """The FastAPI application: the route table becomes bus requests; health and docs are local."""
 
 import logging
+import re
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -14,7 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from api.bus import BusClient, BusError, BusReply
 from api.docs import llms_txt, openapi_document
 from api.middleware import ResponseHeaders
-from api.responses import JSON, envelope_response, error_body, error_response, new_request_id
+from api.responses import JSON, envelope_response, error_body, error_response, request_id_of
 from api.settings import ApiSettings
 from api.sse import SseResponse
 from contracts import headers as h
@@ -25,6 +26,11 @@ from contracts.routes import ROUTES, Route
 from contracts.streaming import wants_stream
 
 log = logging.getLogger("symbia.integrations.api")
+
+
+def mask(url: str) -> str:
+    """Hide credentials in a NATS URL before it reaches a log."""
+    return re.sub(r"//[^@/,]*@", "//***@", url)
 
 _BUS_ERRORS = {
     # kind → (status, category, reason, message)
@@ -73,8 +79,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        await bus.connect()
-        log.info("api connected to the bus")
+        bus.start()
+        if not await bus.wait_connected(settings.bus_connect_wait_s):
+            log.warning("bus not reachable at start-up (%s); serving 503 until it is", mask(settings.nats_url))
         yield
         await bus.close()
 
@@ -87,7 +94,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     def bus_error(route: Route, request: Request, exc: BusError) -> Response:
         status, category, reason, message = _BUS_ERRORS[exc.kind]
         return error_response(status, message, category, reason=reason, retryable=True,
-                              request_id=request.headers.get(h.REQUEST_ID), error_format=route.error_format)
+                              request_id=request_id_of(request), error_format=route.error_format)
 
     def reply_response(reply: BusReply) -> Response:
         headers = {k: v for k in h.HTTP_REPLY_HEADERS if (v := reply.headers.get(k)) is not None}
@@ -103,7 +110,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         return reply_response(reply)
 
     async def forward_stream(route: Route, request: Request, body: bytes) -> Response | SseResponse:
-        request_id = request.headers.get(h.REQUEST_ID)
+        request_id = request_id_of(request)
         try:
             opened = await bus.open_stream(route.stream.subject, body, bus_headers(request), timeout,
                                            settings.stream_window)
@@ -120,15 +127,25 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         return SseResponse(opened, route.stream.dialect, mid_stream_error)
 
     def body_route(route: Route):
+        with_path_params = "{" in route.path
+
         async def endpoint(request: Request) -> Response | SseResponse:
             try:
                 body = await read_body(request, max_body)
             except BodyTooLarge:
                 return error_response(413, f"Request body too large. Maximum size is {max_body} bytes",
                                       ErrorCategory.validation, reason=Reason.BODY_TOO_LARGE,
-                                      error_format=route.error_format)
+                                      request_id=request_id_of(request), error_format=route.error_format)
+            if with_path_params:  # contracts/routes.py: {...path params, "body": <parsed body>}
+                try:
+                    parsed = orjson.loads(body) if body.strip() else None
+                except orjson.JSONDecodeError as exc:
+                    return error_response(400, f"Malformed JSON body: {exc}", ErrorCategory.validation,
+                                          reason=Reason.INVALID_JSON, request_id=request_id_of(request),
+                                          error_format=route.error_format)
+                body = orjson.dumps({**request.path_params, "body": parsed})
             # Only bodies that mention "stream" are parsed here; the hot path stays bytes-in, bytes-out.
-            if route.stream is not None and b'"stream"' in body:
+            elif route.stream is not None and b'"stream"' in body:
                 try:
                     streaming = wants_stream(orjson.loads(body))
                 except orjson.JSONDecodeError:
@@ -194,17 +211,20 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         error_format = "openai" if request.url.path.startswith(V1_PREFIX + "/") else "envelope"
         if exc.status_code == 404:
             return error_response(404, f"Not found: {request.method} {request.url.path}",
-                                  ErrorCategory.not_found, reason=Reason.NOT_FOUND, error_format=error_format)
+                                  ErrorCategory.not_found, reason=Reason.NOT_FOUND,
+                                  request_id=request_id_of(request), error_format=error_format)
         if exc.status_code == 405:
             return error_response(405, f"Method {request.method} not allowed on {request.url.path}",
-                                  ErrorCategory.validation, reason=Reason.INVALID_REQUEST, error_format=error_format)
-        return envelope_response(exc.status_code, str(exc.detail), ErrorCategory.internal)
+                                  ErrorCategory.validation, reason=Reason.INVALID_REQUEST,
+                                  request_id=request_id_of(request), error_format=error_format)
+        return envelope_response(exc.status_code, str(exc.detail), ErrorCategory.internal,
+                                 request_id=request_id_of(request))
 
     @app.exception_handler(Exception)
-    async def unhandled(_request: Request, exc: Exception) -> Response:
+    async def unhandled(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error in the api: %r", exc)
         return envelope_response(500, "Internal server error", ErrorCategory.internal, reason=Reason.INTERNAL,
-                                 request_id=new_request_id())
+                                 request_id=request_id_of(request))
 
     app.add_middleware(
         CORSMiddleware,

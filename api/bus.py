@@ -11,7 +11,9 @@ inbox receives its start, chunks, heartbeats and terminal message (docs/STREAMIN
 """
 
 import asyncio
+import contextlib
 import itertools
+import logging
 import ssl
 import time
 import uuid
@@ -31,9 +33,11 @@ from contracts.subjects import PAYLOAD_BUCKET, PAYLOAD_BUCKET_DESCRIPTION, PAYLO
 
 _HEADROOM = 64 * 1024  # headers and framing count against max_payload
 
+log = logging.getLogger("symbia.integrations.api")
+
 
 class BusError(Exception):
-    """`kind`: no_workers | worker_lost | timeout | unavailable."""
+    """`kind`: no_workers | worker_lost | timeout | unavailable | stream_broken."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -55,6 +59,14 @@ class _Pending:
         self.last_seen = time.monotonic()
 
 
+async def _within(deadline: float, operation):
+    """Object-store transfers count against the request's deadline like the wait for a reply."""
+    try:
+        return await asyncio.wait_for(operation, max(0.001, deadline - time.monotonic()))
+    except TimeoutError:
+        raise BusError("timeout", "The request took longer than the gateway allows") from None
+
+
 class BusClient:
     def __init__(self, settings: ApiSettings) -> None:
         self._settings = settings
@@ -63,24 +75,55 @@ class BusClient:
         self._pending: dict[str, _Pending] = {}
         self._tokens = itertools.count(1)
         self._store: ObjectStore | None = None
+        self._connecting: asyncio.Task | None = None
+        self._last_error_log = 0.0
 
     @property
     def connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 
-    async def connect(self) -> None:
+    def start(self) -> None:
+        """Connect in the background and keep reconnecting: the adapter serves health checks and
+        answers 503 `bus_unavailable` while NATS is unreachable, instead of hanging in start-up."""
+        self._connecting = asyncio.create_task(self._connect())
+
+    async def wait_connected(self, timeout_s: float) -> bool:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(self._connecting), timeout_s)
+        return self.connected
+
+    async def _connect(self) -> None:
         options: dict = {"name": "integrations-api", "max_reconnect_attempts": -1, "reconnect_time_wait": 1,
-                         "inbox_prefix": "_INBOX_api", "allow_reconnect": True}
+                         "inbox_prefix": "_INBOX_api", "allow_reconnect": True, "error_cb": self._on_error,
+                         "disconnected_cb": self._on_disconnected, "reconnected_cb": self._on_reconnected}
         if self._settings.nats_tls_ca:
             options["tls"] = ssl.create_default_context(cafile=str(self._settings.nats_tls_ca))
         if self._settings.nats_creds:
             options["user_credentials"] = str(self._settings.nats_creds)
         servers = [s.strip() for s in self._settings.nats_url.split(",") if s.strip()]
-        self._nc = await nats.connect(servers, **options)
-        self._prefix = self._nc.new_inbox()
-        await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_message)
+        nc = await nats.connect(servers, **options)
+        self._prefix = nc.new_inbox()
+        await nc.subscribe(f"{self._prefix}.*", cb=self._on_message)
+        self._nc = nc
+        log.info("connected to the bus")
+
+    async def _on_error(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log > 10:  # one line every 10 s while NATS is unreachable
+            self._last_error_log = now
+            log.warning("bus: %s", exc or type(exc).__name__)
+
+    async def _on_disconnected(self) -> None:
+        log.warning("bus: disconnected; reconnecting")
+
+    async def _on_reconnected(self) -> None:
+        log.info("bus: reconnected")
 
     async def close(self) -> None:
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+            with contextlib.suppress(BaseException):
+                await self._connecting
         nc = self._nc
         if nc is None or nc.is_closed:
             return
@@ -111,24 +154,25 @@ class BusClient:
         if nc is None or not nc.is_connected:
             raise BusError("unavailable", "The message bus is not reachable")
         silence = self._settings.worker_silence_s
+        deadline = time.monotonic() + timeout_s
+        if len(body) + _HEADROOM > nc.max_payload:
+            headers[h.PAYLOAD_REF] = await _within(deadline, self._put(body))
+            body = b""
         headers[h.PROGRESS] = "1"
         headers[h.START_BY] = str(int((time.time() + silence) * 1000))
-        if len(body) + _HEADROOM > nc.max_payload:
-            headers[h.PAYLOAD_REF] = await self._put(body)
-            body = b""
         token = str(next(self._tokens))
         pending = _Pending(asyncio.get_running_loop().create_future())
         self._pending[token] = pending
         try:
             await nc.publish(subject, body, reply=f"{self._prefix}.{token}", headers=headers)
-            msg = await self._wait(pending, time.monotonic() + timeout_s, silence)
+            msg = await self._wait(pending, deadline, silence)
         finally:
             del self._pending[token]
         reply_headers = msg.headers or {}
         data = msg.data
         ref = reply_headers.get(h.PAYLOAD_REF)
         if ref:
-            data = await self._take(ref)
+            data = await _within(deadline, self._take(ref))
         try:
             status = int(reply_headers.get(h.STATUS, "502"))
         except ValueError:
@@ -143,14 +187,15 @@ class BusClient:
         if nc is None or not nc.is_connected:
             raise BusError("unavailable", "The message bus is not reachable")
         silence = self._settings.worker_silence_s
+        deadline = time.monotonic() + timeout_s
         headers[h.PROGRESS] = "1"
         headers[h.START_BY] = str(int((time.time() + silence) * 1000))
         headers[h.STREAM_WINDOW] = str(window)
         if len(body) + _HEADROOM > nc.max_payload:
-            headers[h.PAYLOAD_REF] = await self._put(body)
+            headers[h.PAYLOAD_REF] = await _within(deadline, self._put(body))
             body = b""
         token = str(next(self._tokens))
-        stream = BusStream(self, token, time.monotonic() + timeout_s, silence)
+        stream = BusStream(self, token, deadline, silence)
         self._pending[token] = stream
         try:
             await nc.publish(subject, body, reply=f"{self._prefix}.{token}", headers=headers)
@@ -165,7 +210,7 @@ class BusClient:
         self._pending.pop(token, None)
         data = first.data
         if ref := first_headers.get(h.PAYLOAD_REF):
-            data = await self._take(ref)
+            data = await _within(deadline, self._take(ref))
         return BusReply(_status(first_headers), data, first_headers)
 
     def _forget(self, token: str) -> None:
@@ -196,8 +241,8 @@ class BusClient:
             if done:
                 return pending.future.result()
 
-    async def take(self, name: str) -> bytes:
-        return await self._take(name)
+    async def take(self, name: str, deadline: float) -> bytes:
+        return await _within(deadline, self._take(name))
 
     async def _bucket(self) -> ObjectStore:
         if self._store is None:
@@ -326,7 +371,7 @@ class BusStream:
         self.close()
         data = msg.data
         if ref := headers.get(h.PAYLOAD_REF):
-            data = await self._client.take(ref)
+            data = await self._client.take(ref, self._deadline)
         return StreamMessage(h.KIND_END if kind == h.KIND_END else h.KIND_ERROR, data, _status(headers))
 
     async def _next_msg(self) -> Msg:

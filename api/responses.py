@@ -1,18 +1,28 @@
 """Responses the adapter produces itself (everything else is the worker's bytes)."""
 
+import re
 import uuid
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
+from contracts import headers as h
 from contracts.envelope import ErrorCategory, envelope_json, error_envelope
 from contracts.openai import openai_error
 
 JSON = "application/json"
+_REQUEST_ID = re.compile(h.REQUEST_ID_PATTERN)
 
 
 def new_request_id() -> str:
     return f"req_{str(uuid.uuid4())[:12]}"
+
+
+def request_id_of(request: Request) -> str:
+    """The caller's X-Request-Id when sane (as the worker does), else a new one."""
+    given = request.headers.get(h.REQUEST_ID)
+    return given if given and _REQUEST_ID.match(given) else new_request_id()
 
 
 def envelope_response(status: int, message: str, category: ErrorCategory, *, reason: str | None = None,

@@ -22,6 +22,7 @@ class ApiSettings(BaseSettings):
     # A worker sends a heartbeat every INTEGRATIONS_HEARTBEAT_S while busy; after this much
     # silence the adapter reports the worker as lost (503, retryable) instead of hanging.
     worker_silence_s: float = Field(10.0, gt=0, validation_alias="INTEGRATIONS_WORKER_SILENCE_S")
+    bus_connect_wait_s: float = Field(5.0, ge=0, validation_alias="INTEGRATIONS_BUS_CONNECT_WAIT_S")
     ready_timeout_s: float = Field(1.0, gt=0, validation_alias="INTEGRATIONS_READY_TIMEOUT_S")
     drain_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_DRAIN_TIMEOUT_S")
     cors_origins: str = Field("", validation_alias="INTEGRATIONS_CORS_ORIGINS")

@@ -2,7 +2,8 @@
 
 The request is the original service's execute body (reference §3.1) with its defects fixed:
 snake_case spellings are accepted beside camelCase, `dimensions` is accepted for embeddings,
-the `developer` role is allowed, and `credentialId` is carried (honoured by the identity layer).
+the `developer` role is allowed, and `credentialId` is carried to the credential resolver (local mode
+has one key per provider and ignores it; the Identity resolver looks the credential up by id).
 Unknown keys are still rejected so that typos surface as a 400 instead of being dropped.
 """
 

@@ -14,6 +14,8 @@ API_KEY = "x-api-key"
 COOKIE = "cookie"
 ORG_ID = "x-org-id"
 REQUEST_ID = "x-request-id"
+# A caller's X-Request-Id is adopted only when it is a sane token; otherwise one is minted.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 TRACE_ID = "x-trace-id"
 TRACEPARENT = "traceparent"
 CALLER = "x-symbia-caller"

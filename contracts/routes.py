@@ -10,12 +10,15 @@ own `ROUTES`; this module only collects them. A route's request travels as follo
   (POST: plus the parsed body under the key ``body``).
 """
 
-from contracts import execute, openai
+from contracts import discovery, execute, invoke, openai, registry
 from contracts.envelope import ErrorEnvelope
 from contracts.http import ALIAS_PREFIX, API_PREFIX, QueryParam, Route
 
 ROUTES: tuple[Route, ...] = (
     *execute.ROUTES,
+    *discovery.ROUTES,
+    *registry.ROUTES,
+    *invoke.ROUTES,
     *openai.ROUTES,
 )
 

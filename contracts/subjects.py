@@ -6,6 +6,15 @@ PREFIX = "integrations.v1"
 EXECUTE = f"{PREFIX}.execute"
 HEALTH_PING = f"{PREFIX}.health.ping"
 
+# Discovery (contracts/discovery.py): providers, models, capabilities, status, stats.
+PROVIDERS_LIST = f"{PREFIX}.providers.list"
+PROVIDERS_GET = f"{PREFIX}.providers.get"
+PROVIDERS_MODELS = f"{PREFIX}.providers.models"
+MODELS_LIST = f"{PREFIX}.models.list"
+CAPABILITIES = f"{PREFIX}.capabilities"
+STATUS = f"{PREFIX}.status"
+STATS = f"{PREFIX}.stats"
+
 QUEUE_GROUP = "integrations"
 
 # JetStream object store used as a claim check for payloads above the server's max_payload.
@@ -22,3 +31,25 @@ OPENAI_CHAT = f"{PREFIX}.openai.chat.completions"
 OPENAI_CHAT_STREAM = f"{PREFIX}.openai.chat.completions.stream"
 OPENAI_EMBEDDINGS = f"{PREFIX}.openai.embeddings"
 OPENAI_MODELS = f"{PREFIX}.openai.models"
+# Registry and invoke (docs/REGISTRY.md).
+INVOKE = f"{PREFIX}.invoke"
+REGISTRY_REGISTER = f"{PREFIX}.registry.register"
+REGISTRY_MCP_REGISTER = f"{PREFIX}.registry.mcp.register"
+REGISTRY_LIST = f"{PREFIX}.registry.list"
+REGISTRY_GET = f"{PREFIX}.registry.get"
+REGISTRY_OPERATIONS = f"{PREFIX}.registry.operations"
+REGISTRY_REFRESH = f"{PREFIX}.registry.refresh"
+REGISTRY_DELETE = f"{PREFIX}.registry.delete"
+REGISTRY_NAMESPACE = f"{PREFIX}.registry.namespace"
+REGISTRY_SEARCH = f"{PREFIX}.registry.search"
+REGISTRY_PARSE_OPENAPI = f"{PREFIX}.registry.parse.openapi"
+REGISTRY_PARSE_MCP = f"{PREFIX}.registry.parse.mcp"
+
+# Registry changes: `<EVENTS_REGISTRY>.<org>.<key>`; global entries use the org token `_global`.
+EVENTS_REGISTRY = f"{PREFIX}.events.registry"
+REGISTRY_GLOBAL_ORG = "_global"
+
+# JetStream KV bucket of registry entries (small records) and the object store holding each
+# entry's operations and inline spec (any size: objects are chunked).
+REGISTRY_BUCKET = "integrations-registry"
+REGISTRY_DOCS_BUCKET = "integrations-registry-docs"

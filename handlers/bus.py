@@ -15,9 +15,9 @@ from faststream.nats.response import NatsResponse
 from nats.aio.client import Client
 
 from contracts import headers as h
-from contracts.envelope import ErrorCategory
+from contracts.envelope import ErrorCategory, Reason
 from handlers.payloads import PayloadStore
-from service.commands import Command, Handler, Reply, new_request_id, run_command
+from service.commands import Command, Handler, Reply, error_reply, new_request_id, run_command
 from service.errors import GatewayError
 
 log = logging.getLogger("symbia.integrations.bus")
@@ -34,7 +34,7 @@ async def load_body(command: Command, message: NatsMessage, payloads: PayloadSto
     start_by = command.headers.get(h.START_BY)
     if start_by and start_by.isdigit() and time.time() * 1000 > int(start_by):
         raise GatewayError("The request waited too long for a free worker", ErrorCategory.timeout,
-                           status=503, reason="queue_timeout")
+                           status=503, reason=Reason.QUEUE_TIMEOUT)
     ref = command.headers.get(h.PAYLOAD_REF)
     command.body = await payloads.take(ref) if ref else message.body
 
@@ -43,6 +43,12 @@ async def notify(observers: Sequence[CallObserver], command: Command, reply: Rep
     if command.record is not None:
         for observe in observers:
             await observe(command, reply)
+
+
+def worker_stopping() -> GatewayError:
+    """The worker is stopping and its drain timeout ran out with the request unfinished."""
+    return GatewayError("The worker stopped before the request finished; it may or may not have run",
+                        ErrorCategory.internal, status=503, retryable=True, reason=Reason.WORKER_STOPPING)
 
 
 def as_message(message: NatsMessage) -> NatsMessage:
@@ -91,8 +97,9 @@ class BusEndpoint:
 
     def __init__(self, handler: Handler, request_id_prefix: str, payloads: Callable[[], PayloadStore],
                  heartbeats: Callable[[], Heartbeats | None], observers: Sequence[CallObserver] = (),
-                 render: ReplyRenderer | None = None) -> None:
+                 nc: Callable[[], Client] | None = None, render: ReplyRenderer | None = None) -> None:
         self._handler = handler
+        self._nc = nc
         self._prefix = request_id_prefix
         self._payloads = payloads
         self._heartbeats = heartbeats
@@ -109,6 +116,17 @@ class BusEndpoint:
         try:
             reply = await self._reply(message, command)
             await notify(self._observers, command, reply)
+        except asyncio.CancelledError:
+            # The worker is stopping and its drain timeout ran out: tell the requester now
+            # (retryable) instead of letting it wait for silence to be noticed.
+            if message.reply_to and self._nc is not None:
+                reply = error_reply(worker_stopping(), command)
+                if self._render is not None:
+                    reply = self._render(reply)
+                with contextlib.suppress(Exception):
+                    await self._nc().publish(message.reply_to, reply.body,
+                                             headers={**reply.headers, h.STATUS: str(reply.status)})
+            raise
         finally:
             if heartbeats:
                 heartbeats.discard(key)

@@ -22,9 +22,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from contracts import headers as h
-from handlers.bus import CallObserver, Heartbeats, ReplyRenderer, load_body, notify
+from handlers.bus import CallObserver, Heartbeats, ReplyRenderer, load_body, notify, worker_stopping
 from handlers.payloads import PayloadStore
-from service.commands import Command, Reply, failure_reply, new_request_id
+from service.commands import Command, Reply, error_reply, failure_reply, new_request_id
 from service.stream import ChatStream
 from service.transport import UpstreamAborted
 
@@ -173,6 +173,9 @@ class StreamEndpoint:
             try:
                 await load_body(command, message, self._payloads())
                 stream = await self._open(command)
+            except asyncio.CancelledError:
+                await self._stopping(reply_to, command, 0)
+                raise
             except Exception as exc:
                 reply = failure_reply(exc, command, self._open)
                 await self._terminal(reply_to, h.KIND_ERROR, self._rendered(reply), 0)
@@ -232,6 +235,12 @@ class StreamEndpoint:
             return reply
         except (RequesterGone, UpstreamAborted):
             return stream.cancelled(flow.cancelled or "cancelled")
+        except asyncio.CancelledError:
+            # The worker is stopping and its drain timeout ran out: end the stream with a
+            # retryable error now instead of letting the requester wait for silence.
+            stream.failed()
+            await self._stopping(reply_to, command, flow.sent + 1 if started else 0)
+            raise
         except Exception as exc:
             if flow.cancelled is not None:  # whatever the abort made the upstream read raise
                 return stream.cancelled(flow.cancelled)
@@ -242,6 +251,10 @@ class StreamEndpoint:
         finally:
             stream.close()
             flows.close(token)
+
+    async def _stopping(self, reply_to: str, command: Command, seq: int) -> None:
+        with contextlib.suppress(Exception):
+            await self._terminal(reply_to, h.KIND_ERROR, self._rendered(error_reply(worker_stopping(), command)), seq)
 
     async def _terminal(self, reply_to: str, kind: str, reply: Reply, seq: int) -> None:
         headers = {**reply.headers, h.KIND: kind, h.STATUS: str(reply.status), h.SEQ: str(seq)}

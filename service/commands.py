@@ -18,7 +18,7 @@ from service.errors import GatewayError
 
 log = logging.getLogger("symbia.integrations")
 
-_CLIENT_REQUEST_ID = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
+_CLIENT_REQUEST_ID = re.compile(h.REQUEST_ID_PATTERN)
 
 
 @dataclass(slots=True)

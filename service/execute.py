@@ -1,9 +1,11 @@
 """The execute pipeline: authenticate, resolve the org, validate against the capability
 table, resolve the credential, call the provider, normalize (reference §3.2, fixed).
 
-One pipeline serves three entry points: `integrations.v1.execute` (one reply), its streaming
-twin `integrations.v1.execute.stream`, and the OpenAI-compatible routes (service/openai_compat.py),
-which translate their body into an ExecuteRequest and call `run` / `stream` here.
+One pipeline serves every entry point: `integrations.v1.execute` (one reply), its streaming
+twin `integrations.v1.execute.stream`, `/invoke` on a provider built-in (service/invoke/) and
+the OpenAI-compatible routes (service/openai_compat.py). They authenticate and name the call in
+the record, then call `run` (one answer) or `stream` (an accepted stream); both go through
+`_prepare` (capability table, credential), so every path validates and resolves keys alike.
 """
 
 from collections.abc import Callable, Mapping
@@ -34,6 +36,13 @@ class PreparedCall:
     credential: Credential
 
 
+def name_call(record: CallRecord, request: ExecuteRequest) -> None:
+    """What an execute-style entry point records before the pipeline runs (so that a call
+    rejected by validation is still attributed to its provider and operation)."""
+    record.integration, record.operation, record.model_requested = (request.provider, request.operation,
+                                                                    request.params.model)
+
+
 class ExecuteService:
     request_id_prefix = "req"
 
@@ -57,16 +66,18 @@ class ExecuteService:
     async def __call__(self, command: Command) -> Reply:
         caller = await self.authenticate(command)
         request = ExecuteRequest.model_validate_json(command.body)
+        name_call(command.record, request)
         if request.stream:
             raise GatewayError(f"stream: true needs the streaming subject {EXECUTE_STREAM} (over HTTP the same "
                                "route answers with server-sent events)", ErrorCategory.validation,
                                reason=Reason.INVALID_REQUEST)
-        return success_reply(command, await self.run(command, caller, request))
+        return success_reply(command, await self.run(caller, request, command.record))
 
     async def open_stream(self, command: Command) -> ChatStream:
         """`integrations.v1.execute.stream`: the stream, once the upstream accepted it."""
         caller = await self.authenticate(command)
         request = ExecuteRequest.model_validate_json(command.body)
+        name_call(command.record, request)
         return await self.stream(command, caller, request, ExecuteRenderer())
 
     # --- the shared pipeline ------------------------------------------------------------------
@@ -76,12 +87,17 @@ class ExecuteService:
         command.record = CallRecord.start("execute", caller)
         return caller
 
-    async def run(self, command: Command, caller: Caller, request: ExecuteRequest) -> dict[str, Any]:
-        """One upstream call; returns the normalized `data`."""
-        call = await self._prepare(command, caller, request, streaming=False)
+    async def run(self, caller: Caller, request: ExecuteRequest, record: CallRecord,
+                  timeout_s: float | None = None) -> dict[str, Any]:
+        """The pipeline after authentication, shared by `/execute`, `/v1` and by `/invoke` on a
+        provider built-in: validation against the capability table, credential, upstream call,
+        normalized data. Fills the record's credential, served model and usage; the caller of
+        `run` names the integration and operation in the record. Resilience steps (breaker,
+        limits) belong in `_prepare` so that every path, streams included, gets them."""
+        call = await self._prepare(caller, request, record, streaming=False)
         spec, op, params = call.spec, call.op, call.params
         upstream = spec.adapter.build(op, params, call.credential.api_key)
-        response = await self._transport.send(spec.name, upstream, self._timeout_for(op.name),
+        response = await self._transport.send(spec.name, upstream, timeout_s or self._timeout_for(op.name),
                                               provider=spec.name, operation=op.name)
         if not 200 <= response.status < 300:
             raise spec.adapter.error(op, response.status, response.payload, response.headers)
@@ -91,35 +107,34 @@ class ExecuteService:
             raise GatewayError(f"{spec.name} returned a response the gateway cannot read: {exc}",
                                ErrorCategory.provider, reason=Reason.UPSTREAM_INVALID_RESPONSE,
                                provider=spec.name, operation=op.name) from None
-        record = command.record
         record.model_served = data.get("model")
         record.add_usage(data.get("usage") or {})
         return data
 
-    async def stream(self, command: Command, caller: Caller, request: ExecuteRequest,
-                     renderer: StreamRenderer) -> ChatStream:
+    async def stream(self, command: Command, caller: Caller, request: ExecuteRequest, renderer: StreamRenderer,
+                     timeout_s: float | None = None) -> ChatStream:
         """The same steps up to the upstream's answer; a non-2xx answer is the same error as
-        without streaming (so it is still a plain HTTP error, not an event)."""
-        command.record.streamed = True
-        call = await self._prepare(command, caller, request, streaming=True)
+        without streaming (so it is still a plain HTTP error, not an event). `timeout_s` bounds
+        the wait for the answer and every gap in the stream, not its length."""
+        record = command.record
+        record.streamed = True
+        call = await self._prepare(caller, request, record, streaming=True)
         spec, op, params = call.spec, call.op, call.params
         upstream, decoder = spec.adapter.build_stream(op, params, call.credential.api_key)
-        opened = await self._transport.open_stream(spec.name, upstream, self._timeout_for(op.name),
+        opened = await self._transport.open_stream(spec.name, upstream, timeout_s or self._timeout_for(op.name),
                                                    provider=spec.name, operation=op.name)
         if isinstance(opened, UpstreamResponse):
             raise spec.adapter.error(op, opened.status, opened.payload, opened.headers)
-        return ChatStream(command=command, record=command.record, provider=spec.name, op=op, params=params,
+        return ChatStream(command=command, record=record, provider=spec.name, op=op, params=params,
                           upstream=opened, decoder=decoder, renderer=renderer)
 
-    async def _prepare(self, command: Command, caller: Caller, request: ExecuteRequest, *,
+    async def _prepare(self, caller: Caller, request: ExecuteRequest, record: CallRecord, *,
                        streaming: bool) -> PreparedCall:
         params = request.params
-        record = command.record
-        record.integration, record.operation, record.model_requested = (request.provider, request.operation,
-                                                                        params.model)
         spec, op = resolve_operation(self._providers, request.provider, request.operation)
         if streaming and not (op.streaming and hasattr(spec.adapter, "build_stream")):
-            streams = [o.name for o in spec.operations.values() if o.streaming]
+            streams = [o.name for o in spec.operations.values() if o.streaming and hasattr(spec.adapter,
+                                                                                            "build_stream")]
             raise GatewayError(f"{spec.name} {op.name} cannot stream. Streaming operations: "
                                f"{', '.join(streams) or 'none'}", ErrorCategory.validation,
                                reason=Reason.STREAM_UNSUPPORTED, provider=spec.name, operation=op.name)
@@ -127,7 +142,7 @@ class ExecuteService:
 
         credential = NO_CREDENTIAL
         if spec.needs_credential:
-            found = await self._credentials.resolve(caller, spec.name, request.credentialId)
+            found = await self._credentials.resolve(caller, spec.identity_key, request.credentialId)
             if found is None or not found.api_key:
                 raise credential_missing(self._credentials, spec.name, op.name)
             credential = found

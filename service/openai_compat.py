@@ -22,7 +22,7 @@ from contracts.subjects import OPENAI_CHAT_STREAM
 from service.auth.access import Access
 from service.commands import Command, Reply
 from service.errors import GatewayError
-from service.execute import ExecuteService
+from service.execute import ExecuteService, name_call
 from service.providers.base import ProviderSpec, StreamChunk
 from service.providers.models import models_for
 from service.stream import ChatStream
@@ -176,15 +176,17 @@ class OpenAICompatService:
     async def chat(self, command: Command) -> Reply:
         caller = await self._execute.authenticate(command)
         body, request = self._chat_request(command)
+        name_call(command.record, request)
         if body.stream:
             raise GatewayError(f"stream: true needs the streaming subject {OPENAI_CHAT_STREAM}",
                                ErrorCategory.validation, reason=Reason.INVALID_REQUEST)
-        data = await self._execute.run(command, caller, request)
+        data = await self._execute.run(caller, request, command.record)
         return command.json_reply(200, chat_completion(data, f"chatcmpl-{command.request_id}", int(time.time())))
 
     async def open_chat_stream(self, command: Command) -> ChatStream:
         caller = await self._execute.authenticate(command)
         body, request = self._chat_request(command)
+        name_call(command.record, request)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         renderer = OpenAIChunkRenderer(f"chatcmpl-{command.request_id}", body.model, include_usage)
         return await self._execute.stream(command, caller, request, renderer)
@@ -197,8 +199,9 @@ class OpenAICompatService:
         provider, model = split_model(body.model, self._providers, self._default)
         fields = {"model": model, "input": body.input, "dimensions": body.dimensions, "user": body.user}
         params = ExecuteParams.model_validate({k: v for k, v in fields.items() if v is not None})
-        data = await self._execute.run(command, caller, ExecuteRequest(provider=provider, operation="embeddings",
-                                                                        params=params))
+        request = ExecuteRequest(provider=provider, operation="embeddings", params=params)
+        name_call(command.record, request)
+        data = await self._execute.run(caller, request, command.record)
         as_base64 = body.encoding_format == "base64"
         items = [{"object": "embedding", "index": i,
                   "embedding": base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() if as_base64 else v}

@@ -4,7 +4,7 @@ Transport, timeouts, credentials and error envelopes live outside adapters."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from contracts.execute import ExecuteParams
 from service.errors import GatewayError
@@ -59,7 +59,30 @@ class StreamDecoder(Protocol):
     def decode(self, event: str | None, data: str) -> StreamChunk | None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class AuthStyle:
+    """How a provider takes its key: `Authorization: Bearer <key>`, a named header
+    (`x-api-key: <key>`, Azure's `api-key: <key>`), or no key at all."""
+
+    kind: Literal["bearer", "header", "none"] = "bearer"
+    header: str = "authorization"
+    prefix: str = "Bearer "
+
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        if self.kind == "none" or not api_key:
+            return {}
+        return {self.header: f"{self.prefix}{api_key}"}
+
+
+BEARER = AuthStyle()
+NO_AUTH = AuthStyle("none", "", "")
+
+
 class ProviderAdapter(Protocol):
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        """Auth and fixed headers for any request to the provider (also model listing)."""
+        ...
+
     def build(self, op: OperationSpec, params: ExecuteParams, api_key: str | None) -> UpstreamCall: ...
 
     def parse(self, op: OperationSpec, params: ExecuteParams, payload: Any) -> dict[str, Any]: ...
@@ -92,3 +115,25 @@ class ProviderSpec:
     credential_env: tuple[str, ...]      # env vars that hold its key in local mode
     needs_credential: bool = True
     default_model: str = ""
+    # --- added for configured providers and liveness (issue 10) -----------------------------
+    credential_key: str = ""             # key of its credential in Identity; "" = the provider name
+    source: Literal["builtin", "preset", "config"] = "builtin"
+    health_url: str | None = None        # GET answering 2xx = the provider is up (no credential needed)
+    models_url: str | None = None        # GET of an OpenAI-style model list, listed live
+
+    @property
+    def identity_key(self) -> str:
+        """What the credential resolver is asked for (several providers may share one key)."""
+        return self.credential_key or self.name
+
+
+@runtime_checkable
+class ModelLister(Protocol):
+    """Optional adapter capability: list the models an account can use (`GET /models`).
+    Providers without it are described by their static list in models.json."""
+
+    def models_call(self, api_key: str | None) -> UpstreamCall: ...
+
+    def parse_models(self, payload: Any) -> list[str]:
+        """Model ids worth offering, newest first."""
+        ...

@@ -227,9 +227,12 @@ def _as_vectors(value: Any) -> list[list[float]]:
 # --- streaming: chat.completion.chunk events ---------------------------------------------------
 
 
-def stream_body(body: dict[str, Any]) -> dict[str, Any]:
+def stream_body(body: dict[str, Any], include_usage: bool = True) -> dict[str, Any]:
     """Ask for a stream, with usage in its last chunk (OpenAI, the HF router, TGI, vLLM and
-    llama.cpp honour `stream_options.include_usage`; servers that ignore it get estimated usage)."""
+    llama.cpp honour `stream_options.include_usage`; servers that ignore it get estimated usage).
+    `include_usage=False` for servers that reject unknown fields (they may send usage anyway)."""
+    if not include_usage:
+        return {**body, "stream": True}
     return {**body, "stream": True, "stream_options": {"include_usage": True}}
 
 
@@ -252,9 +255,10 @@ class ChatChunkDecoder:
     """`data: {chat.completion.chunk}` … `data: [DONE]`, as every OpenAI-compatible server
     streams (OpenAI, the HuggingFace router, TGI's Messages API, vLLM, llama.cpp, Ollama)."""
 
-    def __init__(self, provider: str, operation: str) -> None:
+    def __init__(self, provider: str, operation: str, metadata: dict[str, Any] | None = None) -> None:
         self._provider = provider
         self._operation = operation
+        self._metadata = metadata or {}       # the adapter's fixed metadata (symbia-labs: local)
         self._first = True
 
     def decode(self, event: str | None, data: str) -> StreamChunk | None:
@@ -273,7 +277,7 @@ class ChatChunkDecoder:
             self._first = False
             metadata = {"id": payload.get("id"), "created": payload.get("created"),
                         "systemFingerprint": payload.get("system_fingerprint")}
-            chunk.metadata = {k: v for k, v in metadata.items() if v is not None}
+            chunk.metadata = {**{k: v for k, v in metadata.items() if v is not None}, **self._metadata}
         usage = payload.get("usage")
         if isinstance(usage, dict):
             chunk.usage = {"promptTokens": as_int(usage.get("prompt_tokens")),

@@ -40,8 +40,11 @@ class HuggingFaceAdapter:
     def _uses_tgi(self, op: OperationSpec, params: ExecuteParams) -> bool:
         return op.kind == "generate" and self.text_generation_api == "tgi" and not params.messages
 
+    def headers(self, api_key: str | None) -> dict[str, str]:
+        return {"authorization": f"Bearer {api_key}"} if api_key else {}
+
     def build(self, op: OperationSpec, params: ExecuteParams, api_key: str | None) -> UpstreamCall:
-        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        headers = self.headers(api_key)
         if op.kind == "embeddings":
             return self._embeddings(params, headers)
         if self._uses_tgi(op, params):
@@ -71,7 +74,8 @@ class HuggingFaceAdapter:
 
     @staticmethod
     def _tgi_body(params: ExecuteParams) -> dict[str, Any]:
-        parameters: dict[str, Any] = {"details": True, "decoder_input_details": False, "return_full_text": False}
+        # decoder_input_details returns the prompt tokens, so usage counts them too.
+        parameters: dict[str, Any] = {"details": True, "decoder_input_details": True, "return_full_text": False}
         optional = {
             "max_new_tokens": params.maxTokens, "temperature": params.temperature, "top_p": params.topP,
             "top_k": params.topK, "seed": params.seed, "stop": chat_format.stop_list(params),

@@ -141,3 +141,30 @@ async def test_a_stream_that_breaks_before_any_output_is_a_plain_http_error(clie
     assert body["category"] == category and body["reason"] == "stream_interrupted"
     record, _ = await wait_for(lambda: recorded and recorded[-1])
     assert record.streamed and record.partial
+
+
+async def test_anthropic_streams_messages_api_events(client, llmock, recorded):
+    model = "claude-haiku-4-5-20251001"
+    response = await client.post(PATH, json=chat("anthropic", model=model, maxTokens=64))
+    assert response.status_code == 200
+    events = json_events(response.text)
+    final = ExecuteSuccess.model_validate(events[-1][1])
+    assert events[-1][0] == "done" and final.data.provider == "anthropic" and final.data.model == model
+    assert final.data.content == "".join(d.get("content", "") for name, d in events if name == "delta") != ""
+    assert final.data.finishReason == "stop" and final.data.usage.promptTokens > 0
+    assert final.data.usage.completionTokens > 0 and not final.data.metadata.get("usageEstimated")
+    assert final.data.metadata["id"].startswith("msg_")
+    sent = llmock.requests()[-1]
+    assert sent["path"] == "/anthropic/v1/messages" and sent["body"]["stream"] is True
+    assert sent["body"]["max_tokens"] == 64 and "stream_options" not in sent["body"]
+    record, _ = await wait_for(lambda: recorded and recorded[-1])
+    assert record.streamed and record.integration == "anthropic" and not record.usage_estimated
+
+    llmock.scenario({"type": "reply", "tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]})
+    response = await client.post(PATH, json=chat("anthropic", model=model, tools=[{"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]))
+    final = json_events(response.text)[-1][1]["data"]
+    (call,) = final["toolCalls"]
+    assert final["finishReason"] == "tool_calls" and call["id"].startswith("toolu")
+    assert call["function"]["name"] == "get_weather" and orjson.loads(call["function"]["arguments"]) == {
+        "city": "Oslo"}

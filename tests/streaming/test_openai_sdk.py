@@ -150,3 +150,15 @@ async def test_a_stream_that_fails_before_any_output_raises_at_create(sdk, llmoc
     llmock.scenario({"type": "stream_fault", "kind": "disconnect", "after_chunks": 1})
     with pytest.raises(openai.InternalServerError):
         await sdk.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES, stream=True)
+
+
+async def test_claude_streams_through_the_openai_sdk(sdk, llmock):
+    """Anthropic behind the OpenAI wire format: Messages API events become chat.completion.chunks."""
+    stream = await sdk.chat.completions.create(model="anthropic/claude-haiku-4-5-20251001", messages=MESSAGES,
+                                               stream=True, stream_options={"include_usage": True})
+    chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text and chunks[0].choices[0].delta.role == "assistant"
+    assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["stop"]
+    assert chunks[-1].usage.prompt_tokens > 0 and chunks[-1].usage.completion_tokens > 0
+    assert llmock.requests()[-1]["path"] == "/anthropic/v1/messages"

@@ -8,6 +8,7 @@ from contracts.openai import openai_error
 from service.commands import Reply
 from service.errors import GatewayError
 from service.openai_compat import OpenAIChunkRenderer, split_model
+from service.providers.anthropic_format import AnthropicStreamDecoder
 from service.providers.base import StreamChunk
 from service.providers.chat_format import ChatChunkDecoder
 from service.providers.huggingface import TgiStreamDecoder
@@ -117,3 +118,62 @@ def test_model_names_split_on_a_known_provider_only():
     assert split_model("huggingface/meta-llama/L-3", providers, "openai") == ("huggingface", "meta-llama/L-3")
     assert split_model("meta-llama/L-3", providers, "huggingface") == ("huggingface", "meta-llama/L-3")
     assert split_model("gpt-4o", providers, "openai") == ("openai", "gpt-4o")
+
+
+def test_anthropic_events_decode_like_parse():
+    """Two text blocks (joined by a newline, as `parse` joins them), thinking, two tool calls,
+    prompt tokens with cache from message_start, output tokens and stop reason from message_delta."""
+    decoder = AnthropicStreamDecoder("anthropic", "chat.completions")
+    events = [
+        ("message_start", {"type": "message_start", "message": {
+            "id": "msg_1", "model": "claude-x", "usage": {"input_tokens": 10, "output_tokens": 1,
+                                                          "cache_read_input_tokens": 4}}}),
+        ("content_block_start", {"type": "content_block_start", "index": 0,
+                                 "content_block": {"type": "thinking", "thinking": ""}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "thinking_delta", "thinking": "hmm"}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                 "delta": {"type": "signature_delta", "signature": "sig"}}),
+        ("content_block_start", {"type": "content_block_start", "index": 1,
+                                 "content_block": {"type": "text", "text": ""}}),
+        ("ping", {"type": "ping"}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 1,
+                                 "delta": {"type": "text_delta", "text": "Hello"}}),
+        ("content_block_start", {"type": "content_block_start", "index": 2,
+                                 "content_block": {"type": "text", "text": ""}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 2,
+                                 "delta": {"type": "text_delta", "text": "world"}}),
+        ("content_block_start", {"type": "content_block_start", "index": 3, "content_block": {
+            "type": "tool_use", "id": "toolu_a", "name": "f", "input": {}}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 3,
+                                 "delta": {"type": "input_json_delta", "partial_json": '{"a":'}}),
+        ("content_block_start", {"type": "content_block_start", "index": 4, "content_block": {
+            "type": "tool_use", "id": "toolu_b", "name": "g", "input": {}}}),
+        ("content_block_delta", {"type": "content_block_delta", "index": 3,
+                                 "delta": {"type": "input_json_delta", "partial_json": "1}"}}),
+        ("content_block_stop", {"type": "content_block_stop", "index": 4}),
+        ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "tool_use", "stop_sequence": None},
+                           "usage": {"output_tokens": 7}}),
+        ("message_stop", {"type": "message_stop"}),
+    ]
+    acc = StreamAccumulator()
+    chunks = [decoder.decode(name, orjson.dumps(body).decode()) for name, body in events]
+    for chunk in chunks:
+        if chunk is not None:
+            acc.add(chunk)
+    assert chunks[-1].done and chunks[5] is None and chunks[3] is None
+    assert "".join(acc.content) == "Hello\nworld" and "".join(acc.reasoning) == "hmm"
+    assert acc.calls() == [{"id": "toolu_a", "type": "function", "function": {"name": "f", "arguments": '{"a":1}'}},
+                           {"id": "toolu_b", "type": "function", "function": {"name": "g", "arguments": ""}}]
+    assert acc.usage == {"promptTokens": 14, "completionTokens": 7} and acc.finish == "tool_calls"
+    assert acc.model == "claude-x" and acc.metadata == {"id": "msg_1", "cachedTokens": 4}
+
+
+def test_anthropic_error_events_and_garbage_raise():
+    decoder = AnthropicStreamDecoder("anthropic", "messages")
+    with pytest.raises(GatewayError) as failed:
+        decoder.decode("error", '{"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}')
+    assert failed.value.reason == "stream_interrupted" and "busy" in str(failed.value)
+    with pytest.raises(GatewayError) as garbage:
+        decoder.decode("content_block_delta", "{not json")
+    assert garbage.value.reason == "upstream_invalid_response"
