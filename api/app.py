@@ -2,6 +2,7 @@
 
 import logging
 import re
+import time
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -73,6 +74,28 @@ def bus_headers(request: Request) -> dict[str, str]:
     return out
 
 
+class BadTimeout(Exception):
+    pass
+
+
+def caller_budget(request: Request, limit_s: float) -> float:
+    """The longest this adapter may wait: its own limit, or less when the caller sent X-Timeout-Ms."""
+    value = request.headers.get(h.TIMEOUT_MS)
+    if value is None:
+        return limit_s
+    value = value.strip()
+    if not value.isdigit() or not 0 < int(value) <= 86_400_000:
+        raise BadTimeout
+    return min(limit_s, int(value) / 1000)
+
+
+def with_deadline(headers: dict[str, str], budget_s: float, limit_s: float) -> dict[str, str]:
+    """A caller budget travels to the worker as an absolute deadline (docs/RESILIENCE.md)."""
+    if budget_s < limit_s:
+        headers[h.DEADLINE] = str(int((time.time() + budget_s) * 1000))
+    return headers
+
+
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     bus = BusClient(settings)
@@ -102,9 +125,19 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             headers["x-should-retry"] = retry
         return Response(reply.body, status_code=reply.status, media_type=JSON, headers=headers)
 
+    def bad_timeout(route: Route, request: Request) -> Response:
+        return error_response(400, "X-Timeout-Ms must be a positive number of milliseconds", ErrorCategory.validation,
+                              reason=Reason.INVALID_REQUEST, request_id=request_id_of(request),
+                              error_format=route.error_format)
+
     async def forward(route: Route, request: Request, body: bytes) -> Response:
         try:
-            reply = await bus.request(route.subject, body, bus_headers(request), timeout)
+            budget = caller_budget(request, timeout)
+        except BadTimeout:
+            return bad_timeout(route, request)
+        try:
+            reply = await bus.request(route.subject, body, with_deadline(bus_headers(request), budget, timeout),
+                                      budget)
         except BusError as exc:
             return bus_error(route, request, exc)
         return reply_response(reply)
@@ -112,7 +145,12 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     async def forward_stream(route: Route, request: Request, body: bytes) -> Response | SseResponse:
         request_id = request_id_of(request)
         try:
-            opened = await bus.open_stream(route.stream.subject, body, bus_headers(request), timeout,
+            budget = caller_budget(request, timeout)
+        except BadTimeout:
+            return bad_timeout(route, request)
+        try:
+            opened = await bus.open_stream(route.stream.subject, body,
+                                           with_deadline(bus_headers(request), budget, timeout), budget,
                                            settings.stream_window)
         except BusError as exc:
             return bus_error(route, request, exc)
@@ -232,7 +270,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         allow_credentials=bool(settings.cors_origin_list),
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Org-Id", "X-Request-Id", "X-Service-Id",
-                       "X-Env", "X-Environment", "X-Data-Class", "X-Policy-Ref", "traceparent"],
+                       "X-Env", "X-Environment", "X-Data-Class", "X-Policy-Ref", "traceparent", "X-Timeout-Ms"],
         expose_headers=["x-trace-id", "x-request-id", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining",
                         "x-ratelimit-reset"],
         max_age=86400,

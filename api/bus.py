@@ -159,7 +159,7 @@ class BusClient:
             headers[h.PAYLOAD_REF] = await _within(deadline, self._put(body))
             body = b""
         headers[h.PROGRESS] = "1"
-        headers[h.START_BY] = str(int((time.time() + silence) * 1000))
+        headers[h.START_BY] = _start_by(headers, silence)
         token = str(next(self._tokens))
         pending = _Pending(asyncio.get_running_loop().create_future())
         self._pending[token] = pending
@@ -189,7 +189,7 @@ class BusClient:
         silence = self._settings.worker_silence_s
         deadline = time.monotonic() + timeout_s
         headers[h.PROGRESS] = "1"
-        headers[h.START_BY] = str(int((time.time() + silence) * 1000))
+        headers[h.START_BY] = _start_by(headers, silence)
         headers[h.STREAM_WINDOW] = str(window)
         if len(body) + _HEADROOM > nc.max_payload:
             headers[h.PAYLOAD_REF] = await _within(deadline, self._put(body))
@@ -264,6 +264,16 @@ class BusClient:
         result = await store.get(name)
         await store.delete(name)
         return result.data or b""
+
+
+def _start_by(headers: dict[str, str], silence_s: float) -> str:
+    """When a worker must have taken the request: within the silence limit, and before the
+    caller's deadline when it has one."""
+    start_by = int((time.time() + silence_s) * 1000)
+    deadline = headers.get(h.DEADLINE)
+    if deadline and deadline.isdigit():
+        start_by = min(start_by, int(deadline))
+    return str(start_by)
 
 
 def _status(headers: dict[str, str]) -> int:

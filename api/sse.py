@@ -40,9 +40,10 @@ class SseResponse:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         stream, dialect = self._stream, self._dialect
         headers = list(_HEADERS)
-        request_id = stream.headers.get(h.REQUEST_ID)
-        if request_id:
-            headers.append((b"x-request-id", request_id.encode("latin-1")))
+        for name in h.HTTP_REPLY_HEADERS:   # x-request-id, rate limits
+            value = stream.headers.get(name)
+            if value:
+                headers.append((name.encode("latin-1"), value.encode("latin-1")))
         watcher = asyncio.ensure_future(self._watch_disconnect(receive))
         try:
             await send({"type": "http.response.start", "status": 200, "headers": headers})

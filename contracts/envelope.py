@@ -99,6 +99,16 @@ class Reason:
     INTEGRATION_CREDENTIAL_MISSING = "integration_credential_missing"
     INTEGRATION_MISCONFIGURED = "integration_misconfigured"
     UNSUPPORTED_INTEGRATION = "unsupported_integration"
+    # resilience (docs/RESILIENCE.md): an open circuit, the gateway's own rate limits by scope
+    # and unit, the caller's deadline
+    CIRCUIT_OPEN = "circuit_open"
+    RATE_LIMIT_USER_REQUESTS = "rate_limit_user_requests"
+    RATE_LIMIT_USER_TOKENS = "rate_limit_user_tokens"
+    RATE_LIMIT_ORG_REQUESTS = "rate_limit_org_requests"
+    RATE_LIMIT_ORG_TOKENS = "rate_limit_org_tokens"
+    RATE_LIMIT_PROVIDER_REQUESTS = "rate_limit_provider_requests"
+    RATE_LIMIT_PROVIDER_TOKENS = "rate_limit_provider_tokens"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
 
 
 class UpstreamInfo(BaseModel):

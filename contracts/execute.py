@@ -14,6 +14,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from contracts import subjects
 from contracts.http import API_PREFIX, Route
+from contracts.resilience import FallbackTarget
 from contracts.streaming import EXECUTE_SSE, StreamRoute
 
 
@@ -108,6 +109,11 @@ class ExecuteRequest(BaseModel):
     # asked. Over HTTP `true` answers with server-sent events; on the bus it belongs on the
     # subject integrations.v1.execute.stream (docs/STREAMING.md).
     stream: bool = False
+    # Tried in order when the provider fails in a retryable way (5xx, 429, timeout, network) or
+    # its circuit is open; absent: the org's default chain for the operation; []: no fallback.
+    fallbacks: list[FallbackTarget] | None = Field(None, max_length=8)
+    # The caller's budget in milliseconds (as the X-Timeout-Ms header; the smaller one wins).
+    timeout: int | None = Field(None, gt=0, le=3_600_000, description="milliseconds")
 
 
 # --- normalized replies (reference §3.3) ----------------------------------------------------

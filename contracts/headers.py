@@ -64,3 +64,16 @@ SEQ = "x-seq"
 ACK_TO = "x-ack-to"
 # Requester → worker: how many unacknowledged chunks it accepts in flight (the worker caps it).
 STREAM_WINDOW = "x-stream-window"
+
+# Deadlines (docs/RESILIENCE.md). Over HTTP a caller gives its budget as `X-Timeout-Ms`
+# (milliseconds from when the gateway received the request); the HTTP adapter turns it into
+# DEADLINE, the epoch milliseconds by which the caller must have its answer, and waits no longer
+# itself. A bus caller may send either: TIMEOUT_MS counts from when a worker takes the request.
+TIMEOUT_MS = "x-timeout-ms"
+DEADLINE = "x-deadline"
+
+# Rate-limit headers of limited routes (also copied to HTTP: HTTP_REPLY_HEADERS).
+RETRY_AFTER = "retry-after"
+RATELIMIT_LIMIT = "x-ratelimit-limit"
+RATELIMIT_REMAINING = "x-ratelimit-remaining"
+RATELIMIT_RESET = "x-ratelimit-reset"

@@ -29,7 +29,11 @@ class InvokeRequest(BaseModel):
     headers: dict[str, str] = Field(default_factory=dict, description="extra request headers (never auth headers)")
     timeout: int | None = Field(None, gt=0, description="milliseconds; bounded by INTEGRATIONS_INVOKE_MAX_TIMEOUT_S")
     retries: int = Field(0, ge=0, le=10, description="retries on network errors, timeouts, 429/502/503/504; "
-                                                     "idempotent methods only")
+                                                     "idempotent methods only unless retryNonIdempotent is set "
+                                                     "or headers carry an Idempotency-Key")
+    retryNonIdempotent: bool = Field(False, validation_alias=AliasChoices("retryNonIdempotent",
+                                                                          "retry_non_idempotent"),
+                                     description="also retry POST and PATCH (the upstream must tolerate duplicates)")
     credentialId: str | None = Field(None, validation_alias=AliasChoices("credentialId", "credential_id"))
 
 
@@ -45,7 +49,7 @@ class InvokeReply(BaseModel):
     type: Literal["llm", "api-call", "mcp-tool", "mcp-resource", "mcp-prompt"] | None = None
     contentType: str | None = None
     encoding: Literal["base64"] | None = Field(None, description="set when data is a base64 binary body")
-    attempts: int | None = None
+    attempts: int | None = Field(None, description="upstream attempts made, when more than one was allowed")
 
 
 ROUTES = (

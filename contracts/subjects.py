@@ -53,3 +53,17 @@ REGISTRY_GLOBAL_ORG = "_global"
 # entry's operations and inline spec (any size: objects are chunked).
 REGISTRY_BUCKET = "integrations-registry"
 REGISTRY_DOCS_BUCKET = "integrations-registry-docs"
+
+# Resilience (docs/RESILIENCE.md): circuit breakers, rate limits, org policies.
+BREAKER_STATUS = f"{PREFIX}.breaker.status"
+BREAKER_RESET = f"{PREFIX}.breaker.reset"
+BREAKER_RESET_ONE = f"{PREFIX}.breaker.reset.one"
+POLICY_GET = f"{PREFIX}.policy.get"
+POLICY_PUT = f"{PREFIX}.policy.put"
+POLICY_DELETE = f"{PREFIX}.policy.delete"
+# Breaker transitions: `<EVENTS_BREAKER>.<breaker name>` (BreakerEvent).
+EVENTS_BREAKER = f"{PREFIX}.events.breaker"
+# KV buckets: breaker states (one key per circuit), rate-limit token buckets, org policies.
+BREAKER_BUCKET = "integrations-breakers"
+RATE_LIMIT_BUCKET = "integrations-ratelimits"
+POLICY_BUCKET = "integrations-org-policies"

@@ -123,6 +123,17 @@ def build_app(settings: Settings) -> FastStream:
         endpoint(subject, handler, registry.request_id_prefix, description)
     endpoint(subjects.INVOKE, services.invoke, services.invoke.request_id_prefix,
              "Invoke an operation of a registered integration (InvokeRequest).")
+    # Circuit breakers and org policies (docs/RESILIENCE.md).
+    resilience = services.resilience_service
+    for subject, handler, description in (
+        (subjects.BREAKER_STATUS, resilience.breaker_status, "Circuit-breaker states ({})."),
+        (subjects.BREAKER_RESET, resilience.breaker_reset_all, "Close every circuit (admin; {})."),
+        (subjects.BREAKER_RESET_ONE, resilience.breaker_reset, "Close one circuit (admin; {provider})."),
+        (subjects.POLICY_GET, resilience.policy_get, "An org's rate-limit overrides and fallback chains ({org})."),
+        (subjects.POLICY_PUT, resilience.policy_put, "Replace an org's policy (admin; {org, body: OrgPolicy})."),
+        (subjects.POLICY_DELETE, resilience.policy_delete, "Remove an org's policy (admin; {org})."),
+    ):
+        endpoint(subject, handler, resilience.request_id_prefix, description)
 
     # Streams and the OpenAI-compatible routes (docs/STREAMING.md).
     stream_endpoint(subjects.EXECUTE_STREAM, services.execute.open_stream, services.execute.request_id_prefix,

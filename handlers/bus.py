@@ -31,8 +31,13 @@ ReplyRenderer = Callable[[Reply], Reply]
 async def load_body(command: Command, message: NatsMessage, payloads: PayloadStore) -> None:
     """Drops a request that waited past its requester's deadline, and fetches a claim-checked
     body; either way before any upstream work."""
+    now_ms = time.time() * 1000
+    deadline = command.headers.get(h.DEADLINE)
+    if deadline and deadline.isdigit() and now_ms > int(deadline):
+        raise GatewayError("The caller's deadline passed before a worker took the request", ErrorCategory.timeout,
+                           status=504, reason=Reason.DEADLINE_EXCEEDED)
     start_by = command.headers.get(h.START_BY)
-    if start_by and start_by.isdigit() and time.time() * 1000 > int(start_by):
+    if start_by and start_by.isdigit() and now_ms > int(start_by):
         raise GatewayError("The request waited too long for a free worker", ErrorCategory.timeout,
                            status=503, reason=Reason.QUEUE_TIMEOUT)
     ref = command.headers.get(h.PAYLOAD_REF)

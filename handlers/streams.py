@@ -206,7 +206,7 @@ class StreamEndpoint:
             nonlocal started
             started = True
             await publish(reply_to, b"", headers={
-                h.KIND: h.KIND_START, h.STATUS: "200", h.ACK_TO: flow.ack_to,
+                **stream.headers, h.KIND: h.KIND_START, h.STATUS: "200", h.ACK_TO: flow.ack_to,
                 h.STREAM_WINDOW: str(flow.window), h.REQUEST_ID: command.request_id})
 
         async def send_chunk(body: bytes) -> None:
@@ -235,17 +235,17 @@ class StreamEndpoint:
             return reply
         except (RequesterGone, UpstreamAborted):
             return stream.cancelled(flow.cancelled or "cancelled")
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
             # The worker is stopping and its drain timeout ran out: end the stream with a
             # retryable error now instead of letting the requester wait for silence.
-            stream.failed()
+            stream.failed(exc)
             await self._stopping(reply_to, command, flow.sent + 1 if started else 0)
             raise
         except Exception as exc:
             if flow.cancelled is not None:  # whatever the abort made the upstream read raise
                 return stream.cancelled(flow.cancelled)
             reply = failure_reply(exc, command, self._open)
-            stream.failed()
+            stream.failed(exc)
             await self._terminal(reply_to, h.KIND_ERROR, self._rendered(reply), seq + 1 if started else 0)
             return reply
         finally:

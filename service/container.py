@@ -21,6 +21,8 @@ from service.registry.internal import InternalServices
 from service.registry.registry import Registry
 from service.registry.service import RegistryService
 from service.registry.store import RegistryStore
+from service.resilience.core import Resilience
+from service.resilience.service import ResilienceService
 from service.settings import Settings
 from service.tenancy import build_tenancy
 from service.transport import UpstreamTransport
@@ -43,12 +45,15 @@ class Services:
         self.provider_probe = ProviderProbe(self.transport)
         # Called with each authenticated command and its reply (the usage pipeline plugs in here).
         self.observers: list = []
+        # Circuit breakers, rate limits, retries, fallbacks, deadlines (docs/RESILIENCE.md).
+        self.resilience = Resilience(settings)
         self.execute = ExecuteService(
             providers=self.providers,
             transport=self.transport,
             access=self.access,
             credentials=self.credentials,
             timeout_for=settings.timeout_for,
+            resilience=self.resilience,
         )
         self.openai = OpenAICompatService(self.execute, self.access, settings.openai_default_provider)
         self.provider_configs = ProviderConfigs(self.providers, settings.catalog_service_url, self.transport,
@@ -65,6 +70,7 @@ class Services:
             credentials=self.credentials,
             model_lists=self.model_lists,
         )
+        self.discovery.breakers = self.resilience.breakers
         for spec in self.providers.values():
             if not spec.needs_credential and spec.health_url:
                 self.discovery.probes[spec.name] = self._reachability(spec)
@@ -82,7 +88,9 @@ class Services:
                                                 credentials=integration_credentials, internal=self.internal_services)
         self.invoke = InvokeService(access=self.access, registry=self.registry, execute=self.execute,
                                     transport=self.transport, mcp=self.mcp, credentials=integration_credentials,
-                                    settings=settings)
+                                    settings=settings, resilience=self.resilience)
+        self.resilience_service = ResilienceService(access=self.access, resilience=self.resilience,
+                                                    providers=self.providers)
 
         self.discovery.integration_count = self._integration_count
 
@@ -99,11 +107,14 @@ class Services:
         await self.provider_configs.start()
 
     async def start(self, nc) -> None:
-        """Once the worker is connected: state that lives in NATS (the registry)."""
+        """Once the worker is connected: state that lives in NATS (the registry; breaker states,
+        rate-limit buckets and org policies)."""
         await self.registry_store.start(nc)
         self.internal_services.start()
+        await self.resilience.start(nc)
 
     async def close(self) -> None:
+        await self.resilience.close()
         await self.provider_configs.stop()
         await self.internal_services.close()
         await self.mcp.close()

@@ -53,7 +53,7 @@ _PROBE_TIMEOUT_S = 2.0
 
 @dataclass(frozen=True, slots=True)
 class BreakerSnapshot:
-    state: str = "closed"               # closed | open | half_open
+    state: str = "closed"               # closed | open | half-open (the original's wire values)
     failures: int = 0
     last_failure: str = "never"         # ISO time, or "never"
     retry_after_s: float | None = None
@@ -274,7 +274,7 @@ class DiscoveryService:
         if breaker.state == "open":
             after = f"; retry after {breaker.retry_after_s:.0f}s" if breaker.retry_after_s else ""
             return "degraded", f"Circuit open: too many recent failures{after}"
-        if breaker.state == "half_open":
+        if breaker.state == "half-open":
             return "degraded", "Recovering from recent failures (circuit half-open)"
         return "available", None
 

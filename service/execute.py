@@ -8,9 +8,11 @@ the record, then call `run` (one answer) or `stream` (an accepted stream); both 
 `_prepare` (capability table, credential), so every path validates and resolves keys alike.
 """
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from contracts.envelope import ErrorCategory, Reason
 from contracts.execute import ExecuteParams, ExecuteRequest
@@ -22,8 +24,17 @@ from service.credentials import NO_CREDENTIAL, Credential, CredentialResolver, c
 from service.errors import GatewayError
 from service.providers.base import OperationSpec, ProviderSpec
 from service.providers.capabilities import resolve_operation, validate_params
+from service.resilience.breakers import Admission
+from service.resilience.core import Resilience, token_estimate
+from service.resilience.deadline import Deadline, bounded, deadline_exceeded
+from service.resilience.failures import retryable_failure
+from service.resilience.limits import Permit
 from service.stream import ChatStream, ExecuteRenderer, StreamRenderer, success_reply
 from service.transport import UpstreamResponse, UpstreamTransport
+
+log = logging.getLogger("symbia.integrations.execute")
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +45,34 @@ class PreparedCall:
     op: OperationSpec
     params: ExecuteParams
     credential: Credential
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One provider and model the request may be served by: the one asked for (position 0), then
+    its fallbacks in order."""
+
+    request: ExecuteRequest
+    position: int
+
+
+@dataclass(slots=True)
+class CallResult:
+    """A served call: the normalized data, and headers for the reply (rate limits)."""
+
+    data: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Served:
+    result: Any
+    call: PreparedCall
+    candidate: Candidate
+    admission: Admission | None
+    permits: list[Permit]
+    metadata: dict[str, Any]
+    headers: dict[str, str]
 
 
 def name_call(record: CallRecord, request: ExecuteRequest) -> None:
@@ -54,12 +93,14 @@ class ExecuteService:
         access: Access,
         credentials: CredentialResolver,
         timeout_for: Callable[[str], float],
+        resilience: Resilience,
     ) -> None:
         self._providers = providers
         self._transport = transport
         self._access = access
         self._credentials = credentials
         self._timeout_for = timeout_for
+        self._resilience = resilience
 
     # --- entry points -------------------------------------------------------------------------
 
@@ -71,14 +112,17 @@ class ExecuteService:
             raise GatewayError(f"stream: true needs the streaming subject {EXECUTE_STREAM} (over HTTP the same "
                                "route answers with server-sent events)", ErrorCategory.validation,
                                reason=Reason.INVALID_REQUEST)
-        return success_reply(command, await self.run(caller, request, command.record))
+        result = await self.run_call(caller, request, command.record,
+                                     deadline=self.deadline(command, request.timeout))
+        return success_reply(command, result.data, result.headers)
 
     async def open_stream(self, command: Command) -> ChatStream:
         """`integrations.v1.execute.stream`: the stream, once the upstream accepted it."""
         caller = await self.authenticate(command)
         request = ExecuteRequest.model_validate_json(command.body)
         name_call(command.record, request)
-        return await self.stream(command, caller, request, ExecuteRenderer())
+        return await self.stream(command, caller, request, ExecuteRenderer(),
+                                 deadline=self.deadline(command, request.timeout))
 
     # --- the shared pipeline ------------------------------------------------------------------
 
@@ -87,50 +131,115 @@ class ExecuteService:
         command.record = CallRecord.start("execute", caller)
         return caller
 
+    def deadline(self, command: Command, body_timeout_ms: int | None = None) -> Deadline | None:
+        """The caller's deadline (X-Timeout-Ms / x-deadline / a body `timeout`), if it gave one."""
+        deadline = self._resilience.deadline(command.headers, command.started, body_timeout_ms)
+        if deadline is not None:
+            deadline.check()
+        return deadline
+
     async def run(self, caller: Caller, request: ExecuteRequest, record: CallRecord,
-                  timeout_s: float | None = None) -> dict[str, Any]:
+                  timeout_s: float | None = None, deadline: Deadline | None = None) -> dict[str, Any]:
+        return (await self.run_call(caller, request, record, timeout_s, deadline)).data
+
+    async def run_call(self, caller: Caller, request: ExecuteRequest, record: CallRecord,
+                       timeout_s: float | None = None, deadline: Deadline | None = None) -> CallResult:
         """The pipeline after authentication, shared by `/execute`, `/v1` and by `/invoke` on a
-        provider built-in: validation against the capability table, credential, upstream call,
-        normalized data. Fills the record's credential, served model and usage; the caller of
-        `run` names the integration and operation in the record. Resilience steps (breaker,
-        limits) belong in `_prepare` so that every path, streams included, gets them."""
-        call = await self._prepare(caller, request, record, streaming=False)
-        spec, op, params = call.spec, call.op, call.params
-        upstream = spec.adapter.build(op, params, call.credential.api_key)
-        response = await self._transport.send(spec.name, upstream, timeout_s or self._timeout_for(op.name),
-                                              provider=spec.name, operation=op.name)
-        if not 200 <= response.status < 300:
-            raise spec.adapter.error(op, response.status, response.payload, response.headers)
-        try:
-            data = spec.adapter.parse(op, params, response.payload)
-        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
-            raise GatewayError(f"{spec.name} returned a response the gateway cannot read: {exc}",
-                               ErrorCategory.provider, reason=Reason.UPSTREAM_INVALID_RESPONSE,
-                               provider=spec.name, operation=op.name) from None
+        provider built-in: validation against the capability table, limits, credential, circuit
+        breaker, upstream call with retries and fallbacks, normalized data. Fills the record's
+        credential, served provider and model and usage; the caller of `run` names the
+        integration and operation in the record. `timeout_s` replaces the operation's upstream
+        timeout; `deadline` bounds everything."""
+
+        async def send(call: PreparedCall, limit_s: float) -> dict[str, Any]:
+            spec, op, params = call.spec, call.op, call.params
+            upstream = spec.adapter.build(op, params, call.credential.api_key)
+            response = await self._transport.send(spec.name, upstream, limit_s, provider=spec.name,
+                                                  operation=op.name)
+            if not 200 <= response.status < 300:
+                raise spec.adapter.error(op, response.status, response.payload, response.headers)
+            try:
+                return spec.adapter.parse(op, params, response.payload)
+            except (ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+                raise GatewayError(f"{spec.name} returned a response the gateway cannot read: {exc}",
+                                   ErrorCategory.provider, reason=Reason.UPSTREAM_INVALID_RESPONSE,
+                                   provider=spec.name, operation=op.name) from None
+
+        served = await self._resilient(caller, request, record, streaming=False, timeout_s=timeout_s,
+                                       deadline=deadline, send=send)
+        data = served.result
+        if served.metadata:
+            data["metadata"] = {**(data.get("metadata") or {}), **served.metadata}
         record.model_served = data.get("model")
         record.add_usage(data.get("usage") or {})
-        return data
+        for permit in served.permits:
+            self._resilience.limiter.settle(permit, record.total_tokens)
+        return CallResult(data, served.headers)
 
     async def stream(self, command: Command, caller: Caller, request: ExecuteRequest, renderer: StreamRenderer,
-                     timeout_s: float | None = None) -> ChatStream:
+                     timeout_s: float | None = None, deadline: Deadline | None = None) -> ChatStream:
         """The same steps up to the upstream's answer; a non-2xx answer is the same error as
-        without streaming (so it is still a plain HTTP error, not an event). `timeout_s` bounds
-        the wait for the answer and every gap in the stream, not its length."""
+        without streaming (so it is still a plain HTTP error, not an event), and is retried or
+        falls back the same way: a stream falls back only before it is accepted, never after its
+        first chunk. `timeout_s` bounds the wait for the answer and every gap in the stream, not
+        its length."""
         record = command.record
         record.streamed = True
-        call = await self._prepare(caller, request, record, streaming=True)
-        spec, op, params = call.spec, call.op, call.params
-        upstream, decoder = spec.adapter.build_stream(op, params, call.credential.api_key)
-        opened = await self._transport.open_stream(spec.name, upstream, timeout_s or self._timeout_for(op.name),
-                                                   provider=spec.name, operation=op.name)
-        if isinstance(opened, UpstreamResponse):
-            raise spec.adapter.error(op, opened.status, opened.payload, opened.headers)
-        return ChatStream(command=command, record=record, provider=spec.name, op=op, params=params,
-                          upstream=opened, decoder=decoder, renderer=renderer)
 
-    async def _prepare(self, caller: Caller, request: ExecuteRequest, record: CallRecord, *,
-                       streaming: bool) -> PreparedCall:
-        params = request.params
+        async def send(call: PreparedCall, limit_s: float):
+            spec, op, params = call.spec, call.op, call.params
+            upstream, decoder = spec.adapter.build_stream(op, params, call.credential.api_key)
+            opened = await self._transport.open_stream(spec.name, upstream, limit_s, provider=spec.name,
+                                                       operation=op.name)
+            if isinstance(opened, UpstreamResponse):
+                raise spec.adapter.error(op, opened.status, opened.payload, opened.headers)
+            return opened, decoder
+
+        served = await self._resilient(caller, request, record, streaming=True, timeout_s=timeout_s,
+                                       deadline=deadline, send=send)
+        upstream, decoder = served.result
+        call, breakers, limiter = served.call, self._resilience.breakers, self._resilience.limiter
+        circuit = served.admission.name if served.admission is not None else None
+
+        def on_end(exc: BaseException | None) -> None:
+            for permit in served.permits:
+                limiter.settle(permit, record.total_tokens)
+            if exc is not None and circuit is not None:   # a mid-stream failure counts like any other
+                breakers.finished_soon(Admission(circuit, probe=False), exc)
+
+        return ChatStream(command=command, record=record, provider=call.spec.name, op=call.op, params=call.params,
+                          upstream=upstream, decoder=decoder, renderer=renderer, headers=served.headers,
+                          metadata=served.metadata, on_end=on_end)
+
+    # --- resilience: limits, circuit breaker, retries, fallbacks ---------------------------------
+
+    def _candidates(self, org: str, request: ExecuteRequest, streaming: bool) -> list[Candidate]:
+        """The request, then its fallbacks (the request's own, else the org's default chain for
+        the operation). The caller's own fallbacks must be valid (400 otherwise); entries of the
+        org's chain that cannot serve this request are skipped."""
+        self._validate(request, streaming)
+        candidates = [Candidate(request, 0)]
+        explicit = request.fallbacks is not None
+        targets = request.fallbacks if explicit else self._resilience.default_fallbacks(org, request.operation)
+        seen = {(request.provider, request.params.model)}
+        for index, target in enumerate(targets or ()):
+            alternative = request.model_copy(update={
+                "provider": target.provider, "params": request.params.model_copy(update={"model": target.model}),
+                "fallbacks": [], "credentialId": None})
+            try:
+                self._validate(alternative, streaming)
+            except GatewayError as exc:
+                if explicit:
+                    raise GatewayError(f"fallbacks[{index}]: {exc.message}", exc.category, status=exc.status,
+                                       reason=exc.reason, provider=target.provider,
+                                       operation=request.operation) from None
+                continue
+            if (target.provider, target.model) not in seen:
+                seen.add((target.provider, target.model))
+                candidates.append(Candidate(alternative, len(candidates)))
+        return candidates
+
+    def _validate(self, request: ExecuteRequest, streaming: bool) -> None:
         spec, op = resolve_operation(self._providers, request.provider, request.operation)
         if streaming and not (op.streaming and hasattr(spec.adapter, "build_stream")):
             streams = [o.name for o in spec.operations.values() if o.streaming and hasattr(spec.adapter,
@@ -138,8 +247,118 @@ class ExecuteService:
             raise GatewayError(f"{spec.name} {op.name} cannot stream. Streaming operations: "
                                f"{', '.join(streams) or 'none'}", ErrorCategory.validation,
                                reason=Reason.STREAM_UNSUPPORTED, provider=spec.name, operation=op.name)
-        validate_params(spec.name, op, params)
+        validate_params(spec.name, op, request.params)
 
+    async def _resilient(self, caller: Caller, request: ExecuteRequest, record: CallRecord, *, streaming: bool,
+                         timeout_s: float | None, deadline: Deadline | None,
+                         send: Callable[[PreparedCall, float], Awaitable[T]]) -> _Served:
+        """Run `send` on the first candidate that answers. Per request: the caller's user and org
+        limits. Per candidate: its credential, its provider's limits and circuit, then attempts
+        with backoff while the failure is retryable and the deadline leaves time. A failure that
+        is not retryable ends the request; a retryable one, or an open circuit, moves on to the
+        next candidate."""
+        res = self._resilience
+        candidates = self._candidates(caller.org, request, streaming)
+        limiter = res.limiter
+        caller_limits = limiter.caller_limits(caller, tokens=True)
+        wants_tokens = any(limit.unit == "tokens" for limit in caller_limits)
+        estimate = token_estimate(request.operation, request.params) if limiter.enabled else 0
+        caller_permit = await limiter.acquire(caller_limits, estimate if wants_tokens else 0)
+        headers = dict(caller_permit.headers)
+        attempts, tried = 0, []
+        failure: GatewayError | None = None
+        try:
+            for candidate in candidates:
+                if deadline is not None:
+                    deadline.check()
+                try:
+                    call = await self._prepare(caller, candidate.request, record, streaming=streaming)
+                except GatewayError as exc:
+                    if candidate.position == 0:
+                        raise
+                    log.info("fallback %s/%s skipped: %s", candidate.request.provider,
+                             candidate.request.params.model, exc.message)
+                    continue
+                spec, op = call.spec, call.op
+                provider_limits = limiter.provider_limits(spec.name, tokens=True)
+                try:
+                    provider_permit = await limiter.acquire(provider_limits, estimate)
+                except GatewayError as exc:
+                    failure = exc
+                    continue
+                tried.append(f"{spec.name}/{call.params.model}")
+                base_timeout = timeout_s or self._timeout_for(op.name)
+                circuit = res.breakers.provider_circuit(spec.name, call.credential.credential_id)
+                retry = 0
+                served = False
+                try:
+                    while True:
+                        attempt_timeout, cut = bounded(base_timeout, deadline)
+                        if attempt_timeout <= 0:
+                            raise deadline_exceeded(f"{spec.name} answered", spec.name)
+                        try:
+                            admission = await res.breakers.admit(
+                                circuit, provider=spec.name, hold_s=attempt_timeout,
+                                credential_id=call.credential.credential_id if res.breakers.per_credential else None,
+                                org=caller.org if res.breakers.per_credential else None)
+                        except GatewayError as exc:      # open circuit: the next candidate, if any
+                            failure = exc
+                            break
+                        attempts += 1
+                        try:
+                            result = await send(call, attempt_timeout)
+                        except GatewayError as exc:
+                            await res.breakers.finished(admission, exc, cut_short=cut)
+                            if cut and exc.category is ErrorCategory.timeout:
+                                raise deadline_exceeded(f"{spec.name} answered", spec.name) from None
+                            if not retryable_failure(exc):
+                                raise
+                            failure = exc
+                            delay = (res.retry.delay(retry + 1, exc.headers.get("retry-after"))
+                                     if retry < res.retry.max_retries else None)
+                            if delay is None or (deadline is not None and deadline.remaining() <= delay):
+                                break
+                            retry += 1
+                            await asyncio.sleep(delay)
+                            continue
+                        except BaseException as exc:     # cancelled (worker stopping), or a bug
+                            res.breakers.finished_soon(admission, exc)
+                            raise
+                        await res.breakers.finished(admission, None)
+                        served = True
+                        break
+                finally:
+                    if not served:
+                        limiter.settle(provider_permit, 0)
+                if not served:
+                    continue
+                if candidate.position:
+                    record.integration = spec.name
+                metadata: dict[str, Any] = {"attempts": attempts}
+                if candidate.position:
+                    metadata["fallback"] = {"position": candidate.position, "requested": {
+                        "provider": request.provider, "model": request.params.model}}
+                headers = _tighter(headers, provider_permit.headers)
+                return _Served(result, call, candidate, admission, [caller_permit, provider_permit], metadata,
+                               headers)
+        except BaseException:
+            limiter.settle(caller_permit, 0)
+            raise
+        limiter.settle(caller_permit, 0)
+        if failure is None:   # every fallback was skipped and the first candidate never ran: cannot happen
+            failure = GatewayError("No provider could serve the request", ErrorCategory.provider, status=503,
+                                   reason=Reason.UPSTREAM_ERROR, provider=request.provider)
+        if attempts > 1 or len(tried) > 1:
+            failure.message = f"{failure.message} (after {attempts} attempt{'s' if attempts != 1 else ''}: " \
+                              f"{', '.join(tried)})"
+        raise failure
+
+    async def _prepare(self, caller: Caller, request: ExecuteRequest, record: CallRecord, *,
+                       streaming: bool) -> PreparedCall:
+        """Validation against the capability table and the credential of one candidate."""
+        params = request.params
+        self._validate(request, streaming)
+        spec, op = resolve_operation(self._providers, request.provider, request.operation)
         credential = NO_CREDENTIAL
         if spec.needs_credential:
             found = await self._credentials.resolve(caller, spec.identity_key, request.credentialId)
@@ -152,3 +371,23 @@ class ExecuteService:
     @property
     def providers(self) -> Mapping[str, ProviderSpec]:
         return self._providers
+
+    @property
+    def resilience(self) -> Resilience:
+        return self._resilience
+
+
+def _tighter(first: dict[str, str], second: dict[str, str]) -> dict[str, str]:
+    """The X-RateLimit-* set that leaves the smaller share of its limit."""
+    if not second:
+        return first
+    if not first:
+        return second
+
+    def share(headers: dict[str, str]) -> float:
+        try:
+            return int(headers["x-ratelimit-remaining"]) / max(1, int(headers["x-ratelimit-limit"]))
+        except (KeyError, ValueError):
+            return 1.0
+
+    return second if share(second) < share(first) else first

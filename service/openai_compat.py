@@ -180,8 +180,10 @@ class OpenAICompatService:
         if body.stream:
             raise GatewayError(f"stream: true needs the streaming subject {OPENAI_CHAT_STREAM}",
                                ErrorCategory.validation, reason=Reason.INVALID_REQUEST)
-        data = await self._execute.run(caller, request, command.record)
-        return command.json_reply(200, chat_completion(data, f"chatcmpl-{command.request_id}", int(time.time())))
+        result = await self._execute.run_call(caller, request, command.record,
+                                              deadline=self._execute.deadline(command))
+        return command.json_reply(200, chat_completion(result.data, f"chatcmpl-{command.request_id}",
+                                                       int(time.time())), result.headers)
 
     async def open_chat_stream(self, command: Command) -> ChatStream:
         caller = await self._execute.authenticate(command)
@@ -189,7 +191,8 @@ class OpenAICompatService:
         name_call(command.record, request)
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         renderer = OpenAIChunkRenderer(f"chatcmpl-{command.request_id}", body.model, include_usage)
-        return await self._execute.stream(command, caller, request, renderer)
+        return await self._execute.stream(command, caller, request, renderer,
+                                          deadline=self._execute.deadline(command))
 
     async def embeddings(self, command: Command) -> Reply:
         caller = await self._execute.authenticate(command)
@@ -201,7 +204,9 @@ class OpenAICompatService:
         params = ExecuteParams.model_validate({k: v for k, v in fields.items() if v is not None})
         request = ExecuteRequest(provider=provider, operation="embeddings", params=params)
         name_call(command.record, request)
-        data = await self._execute.run(caller, request, command.record)
+        result = await self._execute.run_call(caller, request, command.record,
+                                              deadline=self._execute.deadline(command))
+        data = result.data
         as_base64 = body.encoding_format == "base64"
         items = [{"object": "embedding", "index": i,
                   "embedding": base64.b64encode(struct.pack(f"<{len(v)}f", *v)).decode() if as_base64 else v}
@@ -210,7 +215,8 @@ class OpenAICompatService:
         prompt = int(usage.get("promptTokens") or 0)
         return command.json_reply(200, {"object": "list", "data": items, "model": data["model"],
                                         "usage": {"prompt_tokens": prompt,
-                                                  "total_tokens": int(usage.get("totalTokens") or prompt)}})
+                                                  "total_tokens": int(usage.get("totalTokens") or prompt)}},
+                                  result.headers)
 
     async def models(self, command: Command) -> Reply:
         await self._access.caller(command.headers)   # authenticated like the rest; a listing is not usage

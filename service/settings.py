@@ -142,6 +142,45 @@ class Settings(BaseSettings):
     # Provider of bare model names on /v1 routes (`gpt-4o-mini` = `openai/gpt-4o-mini`).
     openai_default_provider: str = Field("openai", validation_alias="INTEGRATIONS_OPENAI_DEFAULT_PROVIDER")
 
+    # --- resilience: breakers, rate limits, retries, deadlines (docs/RESILIENCE.md) ------------
+    breaker_enabled: bool = Field(True, validation_alias="INTEGRATIONS_BREAKER_ENABLED")
+    # Consecutive provider-health failures (5xx, timeouts, network) that open a circuit.
+    breaker_failure_threshold: int = Field(5, ge=1, validation_alias="INTEGRATIONS_BREAKER_FAILURE_THRESHOLD")
+    # Or: this share of failures among at least RATE_MIN_REQUESTS calls within RATE_WINDOW_S
+    # (seen by one worker); 0 turns the rate rule off.
+    breaker_failure_rate: float = Field(0.5, ge=0, le=1, validation_alias="INTEGRATIONS_BREAKER_FAILURE_RATE")
+    breaker_rate_window_s: float = Field(60.0, gt=0, validation_alias="INTEGRATIONS_BREAKER_RATE_WINDOW_S")
+    breaker_rate_min_requests: int = Field(20, ge=1, validation_alias="INTEGRATIONS_BREAKER_RATE_MIN_REQUESTS")
+    breaker_cooldown_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_BREAKER_COOLDOWN_S")
+    # Successful probes (one at a time) that close a half-open circuit.
+    breaker_success_threshold: int = Field(2, ge=1, validation_alias="INTEGRATIONS_BREAKER_SUCCESS_THRESHOLD")
+    # One circuit per provider and credential (one tenant's bad key does not cut the others off).
+    breaker_per_credential: bool = Field(False, validation_alias="INTEGRATIONS_BREAKER_PER_CREDENTIAL")
+
+    rate_limit_enabled: bool = Field(True, validation_alias="INTEGRATIONS_RATE_LIMIT_ENABLED")
+    # Per minute; 0 = unlimited. Provider limits: one number for every provider, or JSON
+    # {"openai": 3000, "*": 1000} ("*": providers not listed).
+    rate_limit_user_rpm: int = Field(100, ge=0, validation_alias="INTEGRATIONS_RATE_LIMIT_USER_RPM")
+    rate_limit_org_rpm: int = Field(500, ge=0, validation_alias="INTEGRATIONS_RATE_LIMIT_ORG_RPM")
+    rate_limit_provider_rpm: int | dict[str, int] = Field(
+        default_factory=lambda: {"openai": 3000, "anthropic": 1000, "huggingface": 300, "*": 1000},
+        validation_alias="INTEGRATIONS_RATE_LIMIT_PROVIDER_RPM")
+    rate_limit_user_tpm: int = Field(0, ge=0, validation_alias="INTEGRATIONS_RATE_LIMIT_USER_TPM")
+    rate_limit_org_tpm: int = Field(0, ge=0, validation_alias="INTEGRATIONS_RATE_LIMIT_ORG_TPM")
+    rate_limit_provider_tpm: int | dict[str, int] = Field(0, validation_alias="INTEGRATIONS_RATE_LIMIT_PROVIDER_TPM")
+    # Share of a limit one worker takes from the shared bucket at a time (at least one request
+    # or token), and how long it keeps unused tokens before giving them back.
+    rate_limit_lease: float = Field(0.05, ge=0, le=0.5, validation_alias="INTEGRATIONS_RATE_LIMIT_LEASE")
+    rate_limit_lease_ttl_s: float = Field(1.0, gt=0, le=60, validation_alias="INTEGRATIONS_RATE_LIMIT_LEASE_TTL_S")
+
+    # Retries of retryable upstream failures on execute (attempts = retries + 1 per provider).
+    retry_max_retries: int = Field(2, ge=0, le=10, validation_alias="INTEGRATIONS_RETRY_MAX_RETRIES")
+    retry_base_delay_s: float = Field(0.25, ge=0, validation_alias="INTEGRATIONS_RETRY_BASE_DELAY_S")
+    # Longest single wait; an upstream Retry-After above it ends the retries (fallback or error).
+    retry_max_delay_s: float = Field(8.0, ge=0, validation_alias="INTEGRATIONS_RETRY_MAX_DELAY_S")
+    # Kept free before a caller's deadline to carry the reply back.
+    deadline_margin_ms: int = Field(50, ge=0, le=5000, validation_alias="INTEGRATIONS_DEADLINE_MARGIN_MS")
+
     @field_validator("openai_base_url", "huggingface_base_url", "models_service_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -190,3 +229,9 @@ class Settings(BaseSettings):
 
     def timeout_for(self, operation: str) -> float:
         return self.operation_timeouts_s.get(operation, self.upstream_timeout_s)
+
+    def provider_limit(self, table: int | dict[str, int], provider: str) -> int:
+        """A provider's INTEGRATIONS_RATE_LIMIT_PROVIDER_RPM / _TPM value (0 = unlimited)."""
+        if isinstance(table, int):
+            return table
+        return table.get(provider, table.get("*", 0))

@@ -8,7 +8,7 @@ one (`StreamRenderer`); decoding, accumulation, truncation detection and usage a
 
 import contextlib
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
@@ -126,18 +126,27 @@ class ExecuteRenderer:
         return [], reply.body
 
 
-def success_reply(command: Command, data: dict[str, Any]) -> Reply:
+def success_reply(command: Command, data: dict[str, Any], headers: Mapping[str, str] | None = None) -> Reply:
     return command.json_reply(200, {"success": True, "data": data, "requestId": command.request_id,
-                                    "durationMs": command.elapsed_ms()})
+                                    "durationMs": command.elapsed_ms()}, headers)
+
+
+# Called once when a stream ends: None when it completed, else what ended it (docs/RESILIENCE.md:
+# the circuit breaker counts mid-stream upstream failures, token reservations are settled).
+StreamEnd = Callable[[BaseException | None], None]
 
 
 class ChatStream:
     """One accepted stream. The bus glue iterates `chunks()`, then calls exactly one of
-    `completed()`, `failed()` or `cancelled(reason)`, and always `close()`."""
+    `completed()`, `failed(exc)` or `cancelled(reason)`, and always `close()`.
+
+    `headers` travel on the `start` message (rate-limit headers); `metadata` is merged into the
+    normalized answer's metadata (attempts, fallback)."""
 
     def __init__(self, *, command: Command, record: CallRecord, provider: str, op: OperationSpec,
                  params: ExecuteParams, upstream: UpstreamStream, decoder: StreamDecoder,
-                 renderer: StreamRenderer) -> None:
+                 renderer: StreamRenderer, headers: Mapping[str, str] | None = None,
+                 metadata: Mapping[str, Any] | None = None, on_end: StreamEnd | None = None) -> None:
         self._command = command
         self._record = record
         self._provider = provider
@@ -148,6 +157,9 @@ class ChatStream:
         self.renderer = renderer
         self._acc = StreamAccumulator()
         self._ended = False
+        self.headers = dict(headers or {})
+        self._metadata = dict(metadata or {})
+        self._on_end = on_end
         record.streamed = True
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -191,6 +203,7 @@ class ChatStream:
             metadata["reasoning"] = reasoning
         if estimated:
             metadata["usageEstimated"] = True
+        metadata.update(self._metadata)
         data: dict[str, Any] = {
             "provider": self._provider,
             "model": acc.model or self._params.model,
@@ -213,11 +226,14 @@ class ChatStream:
         data = self._data()
         reply = success_reply(self._command, data)
         trailing, end = self.renderer.finish(data, reply)
+        self._end(None)
         return trailing, end, reply
 
-    def failed(self) -> None:
-        """The upstream failed mid-stream: record the usage of what it generated before."""
+    def failed(self, exc: BaseException | None = None) -> None:
+        """The upstream (or the worker) failed mid-stream: record the usage of what it generated
+        before; `exc` says what failed."""
         self._partial()
+        self._end(exc if exc is not None else RuntimeError("stream failed"))
 
     def cancelled(self, reason: str) -> Reply:
         """The requester went away: stop the upstream, record the partial usage."""
@@ -226,11 +242,17 @@ class ChatStream:
         err = GatewayError(f"The stream was abandoned by its requester ({reason})", ErrorCategory.network,
                            status=CLIENT_CLOSED, retryable=False, reason=Reason.CLIENT_DISCONNECTED,
                            provider=self._provider, operation=self._op.name)
+        self._end(err)
         return error_reply(err, self._command)
 
     def _partial(self) -> None:
         self._record.partial = True
         self._data()
+
+    def _end(self, exc: BaseException | None) -> None:
+        on_end, self._on_end = self._on_end, None
+        if on_end is not None:
+            on_end(exc)
 
     def abort(self) -> None:
         """Safe from any task (a cancel message, the ack watchdog): the pending read ends."""
@@ -239,3 +261,4 @@ class ChatStream:
 
     def close(self) -> None:
         self.abort()
+        self._end(RuntimeError("stream closed"))

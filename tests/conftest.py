@@ -175,6 +175,11 @@ def settings(nats_url: str, llmock: LLMock, hf_fake: FakeHuggingFace, data_dir: 
         mcp_stdio_allow=shlex.join([sys.executable, "-m", "tests.fakes.mcp_server", "stdio"]),
         invoke_timeout_s=5,
         mcp_timeout_s=5,
+        # Resilience is tested with workers of its own (tests/resilience): the shared worker must
+        # not trip circuits, throttle or retry while other tests inject upstream failures.
+        breaker_enabled=False,
+        rate_limit_enabled=False,
+        retry_max_retries=0,
     )
 
 

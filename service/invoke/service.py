@@ -14,9 +14,8 @@ through exactly this path.
 """
 
 import asyncio
-import contextlib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
@@ -37,11 +36,14 @@ from service.mcp.client import McpPool
 from service.mcp.target import mcp_target
 from service.registry.model import Entry
 from service.registry.registry import Registry
+from service.resilience.breakers import Admission
+from service.resilience.core import Resilience
+from service.resilience.deadline import Deadline, bounded, deadline_exceeded
+from service.resilience.failures import RETRYABLE_STATUSES, UNHEALTHY_STATUSES, retryable_failure
 from service.settings import Settings
-from service.transport import INTERNAL, OUTBOUND, UpstreamTransport
+from service.transport import INTERNAL, OUTBOUND, HttpResponse, UpstreamTransport
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 _MCP_RESULT_NOISE = ("_meta", "resultType", "ttlMs", "cacheScope")
 # Trace context forwarded to internal services only.
 _TRACE_HEADERS = (h.TRACEPARENT, h.TRACE_ID)
@@ -57,6 +59,7 @@ class InvokeResult:
     content_type: str | None = None
     encoding: str | None = None
     attempts: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)     # reply headers (rate limits)
 
     def fields(self) -> dict[str, Any]:
         out = {"success": self.success, "data": self.data}
@@ -86,7 +89,8 @@ class InvokeService:
     request_id_prefix = "inv"
 
     def __init__(self, *, access: Access, registry: Registry, execute: ExecuteService, transport: UpstreamTransport,
-                 mcp: McpPool, credentials: IntegrationCredentials, settings: Settings) -> None:
+                 mcp: McpPool, credentials: IntegrationCredentials, settings: Settings,
+                 resilience: Resilience) -> None:
         self._access = access
         self._registry = registry
         self._execute = execute
@@ -94,23 +98,28 @@ class InvokeService:
         self._mcp = mcp
         self._credentials = credentials
         self._settings = settings
+        self._resilience = resilience
 
     async def __call__(self, command: Command) -> Reply:
         caller = await self._access.caller(command.headers)
         record = command.record = CallRecord.start("invoke", caller)
         request = InvokeRequest.model_validate_json(command.body)
         record.operation = request.operation
+        deadline = self._resilience.deadline(command.headers, command.started, request.timeout)
         try:
+            if deadline is not None:
+                deadline.check()
             entry, op = await self.resolve(caller, request.operation)
             record.integration = entry.key
-            result = await self.execute(caller, record, entry, op, request, command.headers, command.request_id)
+            result = await self.execute(caller, record, entry, op, request, command.headers, command.request_id,
+                                        deadline=deadline)
         except GatewayError as exc:
             exc.provider = exc.provider or record.integration
             exc.operation = request.operation
             raise
         return command.json_reply(200, {**result.fields(), "requestId": command.request_id,
                                         "durationMs": command.elapsed_ms(), "operation": request.operation,
-                                        "integration": entry.key})
+                                        "integration": entry.key}, result.headers)
 
     async def resolve(self, caller: Caller, operation: str) -> tuple[Entry, dict[str, Any]]:
         key, path = split_operation(operation)
@@ -124,18 +133,32 @@ class InvokeService:
         return entry, op
 
     async def execute(self, caller: Caller, record: CallRecord, entry: Entry, op: dict[str, Any],
-                      request: InvokeRequest, headers: Mapping[str, str], request_id: str) -> InvokeResult:
+                      request: InvokeRequest, headers: Mapping[str, str], request_id: str,
+                      deadline: Deadline | None = None) -> InvokeResult:
+        """Run a resolved operation. Provider built-ins get the execute pipeline's limits, circuit,
+        retries and fallbacks; other integrations the caller's user and org request limits and a
+        circuit per integration (docs/RESILIENCE.md)."""
         timeout_s = self._timeout(request)
         if entry.source == "provider":
-            return await self._provider(caller, record, entry, op, request, timeout_s)
+            return await self._provider(caller, record, entry, op, request, timeout_s, deadline)
         if entry.type == "mcp":
-            return await self._mcp_call(caller, record, entry, op, request, timeout_s)
-        if op.get("path") is not None and op.get("method") and entry.server_url:
-            return await self._http(caller, record, entry, op, request, headers, request_id, timeout_s)
+            call = self._mcp_call
+        elif op.get("path") is not None and op.get("method") and entry.server_url:
+            call = self._http
+        else:
+            raise self._unsupported(entry)
+        limiter = self._resilience.limiter
+        permit = await limiter.acquire(limiter.caller_limits(caller, tokens=False))
+        result = await call(caller, record, entry, op, request, headers, request_id, timeout_s, deadline)
+        result.headers = permit.headers
+        return result
+
+    @staticmethod
+    def _unsupported(entry: Entry) -> GatewayError:
         if entry.type == "openapi" and not entry.server_url:
-            raise GatewayError(f"No server URL configured for integration {entry.key}; register it with "
-                               "openapi.serverUrl", ErrorCategory.validation, reason=Reason.INTEGRATION_MISCONFIGURED)
-        raise GatewayError(f"Unsupported integration type: {entry.type} (operation has no HTTP method and path, or "
+            return GatewayError(f"No server URL configured for integration {entry.key}; register it with "
+                                "openapi.serverUrl", ErrorCategory.validation, reason=Reason.INTEGRATION_MISCONFIGURED)
+        return GatewayError(f"Unsupported integration type: {entry.type} (operation has no HTTP method and path, or "
                            "the integration no server URL)", ErrorCategory.validation,
                            reason=Reason.UNSUPPORTED_INTEGRATION)
 
@@ -161,21 +184,21 @@ class InvokeService:
     # --- provider built-ins ---------------------------------------------------------------------
 
     async def _provider(self, caller: Caller, record: CallRecord, entry: Entry, op: dict[str, Any],
-                        request: InvokeRequest, timeout_s: float) -> InvokeResult:
+                        request: InvokeRequest, timeout_s: float, deadline: Deadline | None) -> InvokeResult:
         raw = request.body if request.body is not None else request.params
         params = ExecuteParams.model_validate(raw)
         record.model_requested = params.model
         execute = ExecuteRequest(provider=entry.key, operation=op["operationId"], params=params,
                                  credentialId=request.credentialId)
         timeout = timeout_s if request.timeout is not None else None
-        data = await self._execute.run(caller, execute, record, timeout_s=timeout)
-        return InvokeResult(success=True, data=data, type="llm")
+        result = await self._execute.run_call(caller, execute, record, timeout_s=timeout, deadline=deadline)
+        return InvokeResult(success=True, data=result.data, type="llm", headers=result.headers)
 
     # --- HTTP (OpenAPI, internal services) ----------------------------------------------------
 
     async def _http(self, caller: Caller, record: CallRecord, entry: Entry, op: dict[str, Any],
                     request: InvokeRequest, headers: Mapping[str, str], request_id: str,
-                    timeout_s: float) -> InvokeResult:
+                    timeout_s: float, deadline: Deadline | None) -> InvokeResult:
         internal = entry.source == "internal"
         fixed: dict[str, str] = {}
         if internal:
@@ -192,34 +215,85 @@ class InvokeService:
         http_request = build_request(op, request.params, request.body, request.headers, entry.server_url or "",
                                      applied, fixed, authenticated=credential is not None or internal)
         family = INTERNAL if internal else OUTBOUND
-        retries = min(request.retries, self._settings.invoke_max_retries) if http_request.method in IDEMPOTENT else 0
-        attempt = 0
-        while True:
-            attempt += 1
-            try:
-                response = await self._transport.fetch(
-                    family, http_request, timeout_s, name=entry.key, operation=request.operation,
-                    max_redirects=self._settings.invoke_max_redirects)
-            except GatewayError as exc:
-                if attempt <= retries and exc.category in (ErrorCategory.timeout, ErrorCategory.network):
-                    await asyncio.sleep(_backoff(attempt, None))
-                    continue
-                raise
-            if attempt <= retries and response.status in _RETRY_STATUSES:
-                await asyncio.sleep(_backoff(attempt, response.headers.get("retry-after")))
-                continue
-            break
+        # Retried only when asked, and for POST/PATCH only when the caller says duplicates are safe.
+        safe = (http_request.method in IDEMPOTENT or request.retryNonIdempotent
+                or any(name.lower() == "idempotency-key" for name in request.headers))
+        retries = min(request.retries, self._settings.invoke_max_retries) if safe else 0
+
+        async def attempt(limit_s: float) -> HttpResponse:
+            return await self._transport.fetch(family, http_request, limit_s, name=entry.key,
+                                               operation=request.operation,
+                                               max_redirects=self._settings.invoke_max_redirects)
+
+        def verdict(response: HttpResponse) -> tuple[bool, bool, str | None]:
+            return (response.status in UNHEALTHY_STATUSES, response.status in RETRYABLE_STATUSES,
+                    response.headers.get("retry-after"))
+
+        response, attempts = await self._guarded(entry, timeout_s, deadline, retries, attempt, verdict)
         data, encoding = response_data(response)
         success = 200 <= response.status < 300
         error = None if success else f"{entry.key} answered HTTP {response.status} {response.reason}".strip()
         return InvokeResult(success=success, data=data, type="api-call", status_code=response.status, error=error,
                             content_type=response.content_type or None, encoding=encoding,
-                            attempts=attempt if retries else None)
+                            attempts=attempts if retries or attempts > 1 else None)
+
+    async def _guarded(self, entry: Entry, timeout_s: float, deadline: Deadline | None, retries: int,
+                       attempt: Callable[[float], Awaitable[Any]],
+                       verdict: Callable[[Any], tuple[bool, bool, str | None]] | None = None) -> tuple[Any, int]:
+        """One call of an integration through its circuit breaker, with up to `retries` retries
+        (backoff, the upstream's Retry-After) inside the caller's deadline. `verdict(answer)`:
+        (the answer says the upstream is unhealthy, it is worth retrying, its Retry-After)."""
+        breakers = self._resilience.breakers
+        circuit = breakers.integration_circuit(entry.org, entry.key)
+        number = 0
+        while True:
+            limit_s, cut = bounded(timeout_s, deadline)
+            if limit_s <= 0:
+                raise deadline_exceeded(f"{entry.key} answered", entry.key)
+            admission: Admission | None = await breakers.admit(circuit, provider=entry.key, hold_s=limit_s,
+                                                               org=entry.org)
+            number += 1
+            try:
+                answer = await attempt(limit_s)
+            except GatewayError as exc:
+                await breakers.finished(admission, exc, cut_short=cut)
+                if cut and exc.category is ErrorCategory.timeout:
+                    raise deadline_exceeded(f"{entry.key} answered", entry.key) from None
+                delay = self._retry_delay(number, retries, exc.headers.get("retry-after"), deadline)
+                if delay is None or not retryable_failure(exc):
+                    raise
+                await asyncio.sleep(delay)
+                continue
+            except BaseException as exc:
+                breakers.finished_soon(admission, exc)
+                raise
+            unhealthy, retry, retry_after = verdict(answer) if verdict is not None else (False, False, None)
+            failure = None
+            if unhealthy:
+                failure = GatewayError(f"{entry.key} answered with a server error", ErrorCategory.provider,
+                                       reason=Reason.UPSTREAM_ERROR, provider=entry.key)
+            await breakers.finished(admission, failure)
+            delay = self._retry_delay(number, retries, retry_after, deadline) if retry else None
+            if delay is None:
+                return answer, number
+            await asyncio.sleep(delay)
+
+    def _retry_delay(self, number: int, retries: int, retry_after: str | None,
+                     deadline: Deadline | None) -> float | None:
+        """Seconds before retry `number`, or None: no retries left, the upstream asks for too long
+        a wait, or the deadline would pass first."""
+        if number > retries:
+            return None
+        delay = self._resilience.retry.delay(number, retry_after)
+        if delay is None or (deadline is not None and deadline.remaining() <= delay):
+            return None
+        return delay
 
     # --- MCP ------------------------------------------------------------------------------------
 
     async def _mcp_call(self, caller: Caller, record: CallRecord, entry: Entry, op: dict[str, Any],
-                        request: InvokeRequest, timeout_s: float) -> InvokeResult:
+                        request: InvokeRequest, headers: Mapping[str, str], request_id: str, timeout_s: float,
+                        deadline: Deadline | None) -> InvokeResult:
         auth = normalize_auth(entry.auth, entry.metadata)
         credential = await self._credential(caller, record, entry, auth, request.credentialId)
         target = mcp_target(entry.mcp or {}, auth, credential.api_key if credential else None)
@@ -250,12 +324,18 @@ class InvokeService:
         else:
             raise GatewayError(f"Operation {op['id']} of {entry.key} is not an MCP tool, resource or prompt",
                                ErrorCategory.validation, reason=Reason.UNSUPPORTED_INTEGRATION)
-        try:
-            async with asyncio.timeout(timeout_s + 5):
-                result = await self._mcp.call(pool_key, target, entry.key, request.operation, run)
-        except TimeoutError:
-            raise GatewayError(f"MCP server {entry.key} did not answer in time", ErrorCategory.timeout,
-                               reason=Reason.UPSTREAM_TIMEOUT) from None
+
+        async def attempt(limit_s: float):
+            try:
+                # The SDK's read timeout is timeout_s; this bounds connecting too (and the deadline).
+                async with asyncio.timeout(limit_s + 5 if limit_s >= timeout_s else limit_s):
+                    return await self._mcp.call(pool_key, target, entry.key, request.operation, run)
+            except TimeoutError:
+                raise GatewayError(f"MCP server {entry.key} did not answer in time", ErrorCategory.timeout,
+                                   reason=Reason.UPSTREAM_TIMEOUT) from None
+
+        # MCP calls are not retried: a tool call may have effects.
+        result, _ = await self._guarded(entry, timeout_s, deadline, 0, attempt)
         data = result.model_dump(by_alias=True, exclude_none=True, mode="json")
         for noise in _MCP_RESULT_NOISE:
             data.pop(noise, None)
@@ -276,10 +356,3 @@ def _resource_uri(ref: dict[str, Any], args: dict[str, Any]) -> str:
             raise invalid(f"Missing argument for resource template {ref['uriTemplate']}")
         return uri
     return str(args.get("uri") or ref.get("uri") or "")
-
-
-def _backoff(attempt: int, retry_after: str | None) -> float:
-    if retry_after:
-        with contextlib.suppress(ValueError):
-            return min(max(float(retry_after), 0.0), 5.0)
-    return min(0.25 * 2 ** (attempt - 1), 2.0)

@@ -1,0 +1,40 @@
+"""Backoff between attempts: exponential with jitter, or the upstream's Retry-After when it
+gives one (never shorter), within a cap; the caller's deadline decides whether there is time."""
+
+import random
+import time
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from `Retry-After` (delta seconds or an HTTP date), None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    max_retries: int = 2
+    base_delay_s: float = 0.25
+    max_delay_s: float = 8.0
+
+    def delay(self, retry: int, retry_after: str | None = None) -> float | None:
+        """Seconds to wait before retry number `retry` (1-based); None: do not retry, because the
+        upstream asks for a longer wait than INTEGRATIONS_RETRY_MAX_DELAY_S allows."""
+        asked = parse_retry_after(retry_after)
+        if asked is not None:
+            if asked > self.max_delay_s:
+                return None
+            return asked + random.uniform(0, min(0.1 * asked, 0.25))  # never earlier than asked
+        backoff = min(self.base_delay_s * 2 ** (retry - 1), self.max_delay_s)
+        return random.uniform(backoff / 2, backoff)                   # "equal jitter"
