@@ -9,8 +9,9 @@ the record, then call `run` (one answer) or `stream` (an accepted stream); both 
 """
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -29,7 +30,7 @@ from service.resilience.core import Resilience, token_estimate
 from service.resilience.deadline import Deadline, bounded, deadline_exceeded
 from service.resilience.failures import retryable_failure
 from service.resilience.limits import Permit
-from service.stream import ChatStream, ExecuteRenderer, StreamRenderer, success_reply
+from service.stream import ChatStream, ExecuteRenderer, StreamRenderer, StreamSource, success_reply
 from service.transport import UpstreamResponse, UpstreamTransport
 
 log = logging.getLogger("symbia.integrations.execute")
@@ -165,8 +166,10 @@ class ExecuteService:
                                    ErrorCategory.provider, reason=Reason.UPSTREAM_INVALID_RESPONSE,
                                    provider=spec.name, operation=op.name) from None
 
-        served = await self._resilient(caller, request, record, streaming=False, timeout_s=timeout_s,
-                                       deadline=deadline, send=send)
+        attempts = self._attempts(caller, request, record, streaming=False, timeout_s=timeout_s,
+                                  deadline=deadline, send=send)
+        async with contextlib.aclosing(attempts):
+            served = await anext(attempts)
         data = served.result
         if served.metadata:
             data["metadata"] = {**(data.get("metadata") or {}), **served.metadata}
@@ -195,21 +198,37 @@ class ExecuteService:
                 raise spec.adapter.error(op, opened.status, opened.payload, opened.headers)
             return opened, decoder
 
-        served = await self._resilient(caller, request, record, streaming=True, timeout_s=timeout_s,
-                                       deadline=deadline, send=send)
-        upstream, decoder = served.result
-        call, breakers, limiter = served.call, self._resilience.breakers, self._resilience.limiter
-        circuit = served.admission.name if served.admission is not None else None
+        attempts = self._attempts(caller, request, record, streaming=True, timeout_s=timeout_s,
+                                  deadline=deadline, send=send)
+        try:
+            served = await anext(attempts)
+        except BaseException:
+            await attempts.aclose()
+            raise
+        breakers, limiter = self._resilience.breakers, self._resilience.limiter
+        current = [served]
+
+        def opened(served: _Served) -> StreamSource:
+            upstream, decoder = served.result
+            call = served.call
+            return StreamSource(upstream, decoder, call.spec.name, call.op, call.params, served.metadata)
+
+        async def reopen(exc: GatewayError) -> StreamSource:
+            """The stream broke before its first output: the next attempt or fallback, if any."""
+            current[0] = await attempts.athrow(exc)
+            return opened(current[0])
 
         def on_end(exc: BaseException | None) -> None:
+            served = current[0]
             for permit in served.permits:
                 limiter.settle(permit, record.total_tokens)
-            if exc is not None and circuit is not None:   # a mid-stream failure counts like any other
-                breakers.finished_soon(Admission(circuit, probe=False), exc)
+            if exc is not None and served.admission is not None:   # a mid-stream failure counts like any other
+                breakers.finished_soon(Admission(served.admission.name, False, served.admission.meta), exc)
+            closing = asyncio.get_running_loop().create_task(attempts.aclose())
+            closing.add_done_callback(_ignore)
 
-        return ChatStream(command=command, record=record, provider=call.spec.name, op=call.op, params=call.params,
-                          upstream=upstream, decoder=decoder, renderer=renderer, headers=served.headers,
-                          metadata=served.metadata, on_end=on_end)
+        return ChatStream(command=command, record=record, source=opened(served), renderer=renderer,
+                          headers=served.headers, on_end=on_end, reopen=reopen)
 
     # --- resilience: limits, circuit breaker, retries, fallbacks ---------------------------------
 
@@ -249,24 +268,28 @@ class ExecuteService:
                                reason=Reason.STREAM_UNSUPPORTED, provider=spec.name, operation=op.name)
         validate_params(spec.name, op, request.params)
 
-    async def _resilient(self, caller: Caller, request: ExecuteRequest, record: CallRecord, *, streaming: bool,
-                         timeout_s: float | None, deadline: Deadline | None,
-                         send: Callable[[PreparedCall, float], Awaitable[T]]) -> _Served:
-        """Run `send` on the first candidate that answers. Per request: the caller's user and org
-        limits. Per candidate: its credential, its provider's limits and circuit, then attempts
-        with backoff while the failure is retryable and the deadline leaves time. A failure that
-        is not retryable ends the request; a retryable one, or an open circuit, moves on to the
-        next candidate."""
-        res = self._resilience
+    async def _attempts(self, caller: Caller, request: ExecuteRequest, record: CallRecord, *, streaming: bool,
+                        timeout_s: float | None, deadline: Deadline | None,
+                        send: Callable[[PreparedCall, float], Awaitable[T]]) -> AsyncIterator[_Served]:
+        """Yield the first answer `send` gets from a candidate. Per request: the caller's user and
+        org limits. Per candidate: its credential, its provider's limits and circuit, then
+        attempts with backoff while the failure is retryable and the deadline leaves time. A
+        failure that is not retryable ends the request; a retryable one, or an open circuit,
+        moves on to the next candidate; when none is left the last failure is raised.
+
+        A consumer that finds the answer failed after all (a stream that breaks before its first
+        output) throws the failure in (`athrow`): it counts like a failed attempt, and the next
+        answer is yielded. Limits are settled by the consumer (`_Served.permits`), or here when
+        nothing was served."""
+        res, limiter, breakers = self._resilience, self._resilience.limiter, self._resilience.breakers
         candidates = self._candidates(caller.org, request, streaming)
-        limiter = res.limiter
         caller_limits = limiter.caller_limits(caller, tokens=True)
-        wants_tokens = any(limit.unit == "tokens" for limit in caller_limits)
         estimate = token_estimate(request.operation, request.params) if limiter.enabled else 0
+        wants_tokens = any(limit.unit == "tokens" for limit in caller_limits)
         caller_permit = await limiter.acquire(caller_limits, estimate if wants_tokens else 0)
-        headers = dict(caller_permit.headers)
         attempts, tried = 0, []
         failure: GatewayError | None = None
+        served = False
         try:
             for candidate in candidates:
                 if deadline is not None:
@@ -280,72 +303,73 @@ class ExecuteService:
                              candidate.request.params.model, exc.message)
                     continue
                 spec, op = call.spec, call.op
-                provider_limits = limiter.provider_limits(spec.name, tokens=True)
                 try:
-                    provider_permit = await limiter.acquire(provider_limits, estimate)
+                    provider_permit = await limiter.acquire(limiter.provider_limits(spec.name, tokens=True), estimate)
                 except GatewayError as exc:
                     failure = exc
                     continue
                 tried.append(f"{spec.name}/{call.params.model}")
                 base_timeout = timeout_s or self._timeout_for(op.name)
-                circuit = res.breakers.provider_circuit(spec.name, call.credential.credential_id)
+                circuit = breakers.provider_circuit(spec.name, call.credential.credential_id)
                 retry = 0
-                served = False
                 try:
                     while True:
-                        attempt_timeout, cut = bounded(base_timeout, deadline)
-                        if attempt_timeout <= 0:
+                        limit_s, cut = bounded(base_timeout, deadline)
+                        if limit_s <= 0:
                             raise deadline_exceeded(f"{spec.name} answered", spec.name)
                         try:
-                            admission = await res.breakers.admit(
-                                circuit, provider=spec.name, hold_s=attempt_timeout,
-                                credential_id=call.credential.credential_id if res.breakers.per_credential else None,
-                                org=caller.org if res.breakers.per_credential else None)
+                            admission = await breakers.admit(
+                                circuit, provider=spec.name, hold_s=limit_s,
+                                credential_id=call.credential.credential_id if breakers.per_credential else None,
+                                org=caller.org if breakers.per_credential else None)
                         except GatewayError as exc:      # open circuit: the next candidate, if any
                             failure = exc
                             break
                         attempts += 1
                         try:
-                            result = await send(call, attempt_timeout)
+                            result = await send(call, limit_s)
                         except GatewayError as exc:
-                            await res.breakers.finished(admission, exc, cut_short=cut)
-                            if cut and exc.category is ErrorCategory.timeout:
-                                raise deadline_exceeded(f"{spec.name} answered", spec.name) from None
-                            if not retryable_failure(exc):
-                                raise
-                            failure = exc
-                            delay = (res.retry.delay(retry + 1, exc.headers.get("retry-after"))
-                                     if retry < res.retry.max_retries else None)
-                            if delay is None or (deadline is not None and deadline.remaining() <= delay):
-                                break
-                            retry += 1
-                            await asyncio.sleep(delay)
-                            continue
-                        except BaseException as exc:     # cancelled (worker stopping), or a bug
-                            res.breakers.finished_soon(admission, exc)
+                            await breakers.finished(admission, exc, cut_short=cut)
+                            error = exc
+                        except BaseException as exc:     # cancelled (the worker is stopping), or a bug
+                            breakers.finished_soon(admission, exc)
                             raise
-                        await res.breakers.finished(admission, None)
-                        served = True
-                        break
+                        else:
+                            await breakers.finished(admission, None)
+                            if candidate.position:
+                                record.integration = spec.name
+                            metadata: dict[str, Any] = {"attempts": attempts}
+                            if candidate.position:
+                                metadata["fallback"] = {"position": candidate.position, "requested": {
+                                    "provider": request.provider, "model": request.params.model}}
+                            served = True
+                            try:
+                                yield _Served(result, call, candidate, admission, [caller_permit, provider_permit],
+                                              metadata, _tighter(caller_permit.headers, provider_permit.headers))
+                                return
+                            except GatewayError as exc:  # the answer broke before its first output
+                                served = False
+                                breakers.finished_soon(Admission(circuit, False, admission.meta if admission
+                                                                 else None), exc)
+                                error = exc
+                        if cut and error.category is ErrorCategory.timeout:
+                            raise deadline_exceeded(f"{spec.name} answered", spec.name) from None
+                        if not retryable_failure(error):
+                            raise error
+                        failure = error
+                        delay = (res.retry.delay(retry + 1, error.headers.get("retry-after"))
+                                 if retry < res.retry.max_retries else None)
+                        if delay is None or (deadline is not None and deadline.remaining() <= delay):
+                            break
+                        retry += 1
+                        await asyncio.sleep(delay)
                 finally:
                     if not served:
                         limiter.settle(provider_permit, 0)
-                if not served:
-                    continue
-                if candidate.position:
-                    record.integration = spec.name
-                metadata: dict[str, Any] = {"attempts": attempts}
-                if candidate.position:
-                    metadata["fallback"] = {"position": candidate.position, "requested": {
-                        "provider": request.provider, "model": request.params.model}}
-                headers = _tighter(headers, provider_permit.headers)
-                return _Served(result, call, candidate, admission, [caller_permit, provider_permit], metadata,
-                               headers)
-        except BaseException:
-            limiter.settle(caller_permit, 0)
-            raise
-        limiter.settle(caller_permit, 0)
-        if failure is None:   # every fallback was skipped and the first candidate never ran: cannot happen
+        finally:
+            if not served:
+                limiter.settle(caller_permit, 0)
+        if failure is None:   # cannot happen: the first candidate either raised or recorded a failure
             failure = GatewayError("No provider could serve the request", ErrorCategory.provider, status=503,
                                    reason=Reason.UPSTREAM_ERROR, provider=request.provider)
         if attempts > 1 or len(tried) > 1:
@@ -391,3 +415,8 @@ def _tighter(first: dict[str, str], second: dict[str, str]) -> dict[str, str]:
             return 1.0
 
     return second if share(second) < share(first) else first
+
+
+def _ignore(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()

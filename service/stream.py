@@ -8,7 +8,8 @@ one (`StreamRenderer`); decoding, accumulation, truncation detection and usage a
 
 import contextlib
 import math
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
@@ -131,6 +132,21 @@ def success_reply(command: Command, data: dict[str, Any], headers: Mapping[str, 
                                     "durationMs": command.elapsed_ms()}, headers)
 
 
+@dataclass(frozen=True, slots=True)
+class StreamSource:
+    """An upstream stream that answered 2xx, and what it is a stream of."""
+
+    upstream: UpstreamStream
+    decoder: StreamDecoder
+    provider: str
+    op: OperationSpec
+    params: ExecuteParams
+    metadata: Mapping[str, Any] | None = None
+
+
+# The next attempt or fallback of a stream that broke before its first output (or the failure).
+Reopen = Callable[[GatewayError], Awaitable[StreamSource]]
+
 # Called once when a stream ends: None when it completed, else what ended it (docs/RESILIENCE.md:
 # the circuit breaker counts mid-stream upstream failures, token reservations are settled).
 StreamEnd = Callable[[BaseException | None], None]
@@ -143,26 +159,45 @@ class ChatStream:
     `headers` travel on the `start` message (rate-limit headers); `metadata` is merged into the
     normalized answer's metadata (attempts, fallback)."""
 
-    def __init__(self, *, command: Command, record: CallRecord, provider: str, op: OperationSpec,
-                 params: ExecuteParams, upstream: UpstreamStream, decoder: StreamDecoder,
-                 renderer: StreamRenderer, headers: Mapping[str, str] | None = None,
-                 metadata: Mapping[str, Any] | None = None, on_end: StreamEnd | None = None) -> None:
+    def __init__(self, *, command: Command, record: CallRecord, source: StreamSource, renderer: StreamRenderer,
+                 headers: Mapping[str, str] | None = None, on_end: StreamEnd | None = None,
+                 reopen: Reopen | None = None) -> None:
         self._command = command
         self._record = record
-        self._provider = provider
-        self._op = op
-        self._params = params
-        self._upstream = upstream
-        self._decoder = decoder
+        self._use(source)
         self.renderer = renderer
-        self._acc = StreamAccumulator()
         self._ended = False
         self.headers = dict(headers or {})
-        self._metadata = dict(metadata or {})
         self._on_end = on_end
+        self._reopen = reopen
         record.streamed = True
 
+    def _use(self, source: StreamSource) -> None:
+        self._provider = source.provider
+        self._op = source.op
+        self._params = source.params
+        self._upstream = source.upstream
+        self._decoder = source.decoder
+        self._metadata = dict(source.metadata or {})
+        self._acc = StreamAccumulator()
+
     async def chunks(self) -> AsyncIterator[bytes]:
+        """Rendered chunks. A stream that breaks before its first output is replaced by the next
+        attempt or fallback (`reopen`), so the requester never sees the failed one."""
+        while True:
+            produced = False
+            try:
+                async for body in self._read():
+                    produced = True
+                    yield body
+                return
+            except GatewayError as exc:
+                if produced or self._reopen is None or self._upstream.aborted:
+                    raise
+                self._upstream.abort()
+                self._use(await self._reopen(exc))
+
+    async def _read(self) -> AsyncIterator[bytes]:
         done = False
         decode, acc, render = self._decoder.decode, self._acc, self.renderer.delta
         async with contextlib.aclosing(self._upstream.events()) as events:

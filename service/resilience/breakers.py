@@ -68,6 +68,7 @@ class Admission:
 
     name: str
     probe: bool
+    meta: Circuit | None = None          # what the circuit protects: written with its first state
     reported: bool = False
 
 
@@ -159,15 +160,14 @@ class Breakers:
             return None
         entry = self._circuits.get(name)
         if entry is None:
-            return Admission(name, probe=False)
+            return Admission(name, False, Circuit(provider=provider, credential_id=credential_id, org=org))
         circuit, now = entry[0], self._clock()
         verdict = admit(circuit, self.policy, now)
         if verdict is Verdict.ALLOW:
             return Admission(name, probe=False)
         if verdict is Verdict.PROBE:
-            meta = Circuit(provider=provider, credential_id=credential_id, org=org)
             claimed = await self._transition(
-                name, meta, lambda c: claim_probe(c, self.policy, self._clock(), hold_s + _PROBE_GRACE_S))
+                name, None, lambda c: claim_probe(c, self.policy, self._clock(), hold_s + _PROBE_GRACE_S))
             if claimed is not None:
                 return Admission(name, probe=True)
             circuit = self._circuits.get(name, (circuit, 0))[0]   # another worker probes: what now?
@@ -185,7 +185,7 @@ class Breakers:
             self._window(name, failed=False)
             if entry is None or not entry[0].failures:
                 return
-        await self._transition(name, None, lambda c: after_success(c, self.policy, admission.probe))
+        await self._transition(name, admission.meta, lambda c: after_success(c, self.policy, admission.probe))
 
     async def finished(self, admission: Admission | None, exc: BaseException | None, *,
                        cut_short: bool = False) -> None:
@@ -214,7 +214,8 @@ class Breakers:
 
     async def _failed(self, admission: Admission) -> None:
         name, now = admission.name, self._clock()
-        done = await self._transition(name, None, lambda c: after_failure(c, self.policy, admission.probe, now))
+        done = await self._transition(name, admission.meta,
+                                      lambda c: after_failure(c, self.policy, admission.probe, now))
         if admission.probe or (done is not None and done[0].state == OPEN):
             return
         window = self._window(name, failed=True)
@@ -222,7 +223,7 @@ class Breakers:
         if (window is not None and policy.failure_rate > 0 and len(window.events) >= policy.rate_min_requests
                 and window.failures / len(window.events) >= policy.failure_rate):
             window.clear()
-            await self._transition(name, None, lambda c: trip(c, self._clock()))
+            await self._transition(name, admission.meta, lambda c: trip(c, self._clock()))
 
     def _window(self, name: str, *, failed: bool) -> RateWindow | None:
         if self.policy.failure_rate <= 0:

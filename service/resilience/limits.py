@@ -140,6 +140,7 @@ class RateLimiter:
         self._buckets: dict[str, _Bucket] = {}
         self._kv = None
         self._sweeper: asyncio.Task | None = None
+        self._tasks: set[asyncio.Task] = set()
         self._last_warning = 0.0
 
     # --- lifecycle ------------------------------------------------------------------------------
@@ -154,6 +155,9 @@ class RateLimiter:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
+        for task in list(self._tasks):
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await task
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._return_leases(force=True), 2.0)
 
@@ -238,8 +242,23 @@ class RateLimiter:
         permit.settled = True
         for limit, reserved in permit.charges:
             bucket = self._buckets.get(limit.key)
-            if bucket is not None:
-                bucket.lease += reserved - used_tokens
+            if bucket is None or reserved == used_tokens:
+                continue
+            bucket.lease += reserved - used_tokens
+            # Keep at most a lease's worth here: a large refund goes back to (and a debt is paid
+            # to) the shared bucket now, not when the lease expires.
+            keep = min(max(bucket.lease, 0.0), self._lease_size(limit.limit))
+            if bucket.lease != keep and self._kv is not None:
+                task = asyncio.get_running_loop().create_task(self._reconcile(limit.key, bucket, keep))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+
+    async def _reconcile(self, key: str, bucket: _Bucket, keep: float) -> None:
+        async with bucket.lock:
+            amount = bucket.lease - keep
+            if amount:
+                bucket.lease = keep
+                await self._give_back(key, bucket, amount)
 
     def _bucket(self, limit: Limit) -> _Bucket:
         bucket = self._buckets.get(limit.key)
@@ -327,7 +346,7 @@ class RateLimiter:
     # --- leases going back ----------------------------------------------------------------------
 
     async def _sweep(self) -> None:
-        interval = min(0.5, self._lease_ttl_s / 2)
+        interval = min(0.25, self._lease_ttl_s / 4)
         while True:
             await asyncio.sleep(interval)
             try:
