@@ -357,7 +357,7 @@ class ExecuteService:
                         if not retryable_failure(error):
                             raise error
                         failure = error
-                        delay = (res.retry.delay(retry + 1, error.headers.get("retry-after"))
+                        delay = (res.retry.delay(retry + 1, error.headers)
                                  if retry < res.retry.max_retries else None)
                         if delay is None or (deadline is not None and deadline.remaining() <= delay):
                             break

@@ -225,9 +225,8 @@ class InvokeService:
                                                operation=request.operation,
                                                max_redirects=self._settings.invoke_max_redirects)
 
-        def verdict(response: HttpResponse) -> tuple[bool, bool, str | None]:
-            return (response.status in UNHEALTHY_STATUSES, response.status in RETRYABLE_STATUSES,
-                    response.headers.get("retry-after"))
+        def verdict(response: HttpResponse) -> tuple[bool, bool, Mapping[str, str]]:
+            return response.status in UNHEALTHY_STATUSES, response.status in RETRYABLE_STATUSES, response.headers
 
         response, attempts = await self._guarded(entry, timeout_s, deadline, retries, attempt, verdict)
         data, encoding = response_data(response)
@@ -239,10 +238,11 @@ class InvokeService:
 
     async def _guarded(self, entry: Entry, timeout_s: float, deadline: Deadline | None, retries: int,
                        attempt: Callable[[float], Awaitable[Any]],
-                       verdict: Callable[[Any], tuple[bool, bool, str | None]] | None = None) -> tuple[Any, int]:
+                       verdict: Callable[[Any], tuple[bool, bool, Mapping[str, str] | None]] | None = None
+                       ) -> tuple[Any, int]:
         """One call of an integration through its circuit breaker, with up to `retries` retries
         (backoff, the upstream's Retry-After) inside the caller's deadline. `verdict(answer)`:
-        (the answer says the upstream is unhealthy, it is worth retrying, its Retry-After)."""
+        (the answer says the upstream is unhealthy, it is worth retrying, its headers)."""
         breakers = self._resilience.breakers
         circuit = breakers.integration_circuit(entry.org, entry.key)
         number = 0
@@ -259,7 +259,7 @@ class InvokeService:
                 await breakers.finished(admission, exc, cut_short=cut)
                 if cut and exc.category is ErrorCategory.timeout:
                     raise deadline_exceeded(f"{entry.key} answered", entry.key) from None
-                delay = self._retry_delay(number, retries, exc.headers.get("retry-after"), deadline)
+                delay = self._retry_delay(number, retries, exc.headers, deadline)
                 if delay is None or not retryable_failure(exc):
                     raise
                 await asyncio.sleep(delay)
@@ -267,24 +267,24 @@ class InvokeService:
             except BaseException as exc:
                 breakers.finished_soon(admission, exc)
                 raise
-            unhealthy, retry, retry_after = verdict(answer) if verdict is not None else (False, False, None)
+            unhealthy, retry, wait = verdict(answer) if verdict is not None else (False, False, None)
             failure = None
             if unhealthy:
                 failure = GatewayError(f"{entry.key} answered with a server error", ErrorCategory.provider,
                                        reason=Reason.UPSTREAM_ERROR, provider=entry.key)
             await breakers.finished(admission, failure)
-            delay = self._retry_delay(number, retries, retry_after, deadline) if retry else None
+            delay = self._retry_delay(number, retries, wait, deadline) if retry else None
             if delay is None:
                 return answer, number
             await asyncio.sleep(delay)
 
-    def _retry_delay(self, number: int, retries: int, retry_after: str | None,
+    def _retry_delay(self, number: int, retries: int, headers: Mapping[str, str] | None,
                      deadline: Deadline | None) -> float | None:
         """Seconds before retry `number`, or None: no retries left, the upstream asks for too long
         a wait, or the deadline would pass first."""
         if number > retries:
             return None
-        delay = self._resilience.retry.delay(number, retry_after)
+        delay = self._resilience.retry.delay(number, headers)
         if delay is None or (deadline is not None and deadline.remaining() <= delay):
             return None
         return delay

@@ -26,15 +26,19 @@ def redact(text: str) -> str:
 
 
 def retry_after_header(headers: Mapping[str, str]) -> dict[str, str]:
+    """Retry-After for the caller; `retry-after-ms` too when the upstream sent it (the gateway's
+    retries use the precise value; only Retry-After reaches HTTP clients)."""
     value = headers.get("retry-after") or headers.get("Retry-After")
-    if value is None:
-        ms = headers.get("retry-after-ms")
-        if ms is not None:
-            try:
-                value = str(max(1, round(float(ms) / 1000)))
-            except ValueError:
-                value = None
-    return {"retry-after": value} if value else {}
+    ms = headers.get("retry-after-ms")
+    if value is None and ms is not None:
+        try:
+            value = str(max(1, round(float(ms) / 1000)))
+        except ValueError:
+            value = None
+    out = {"retry-after": value} if value else {}
+    if value and ms:
+        out["retry-after-ms"] = ms
+    return out
 
 
 def classify_upstream(

@@ -3,6 +3,7 @@ gives one (never shorter), within a cap; the caller's deadline decides whether t
 
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 
@@ -28,13 +29,26 @@ class RetryPolicy:
     base_delay_s: float = 0.25
     max_delay_s: float = 8.0
 
-    def delay(self, retry: int, retry_after: str | None = None) -> float | None:
-        """Seconds to wait before retry number `retry` (1-based); None: do not retry, because the
-        upstream asks for a longer wait than INTEGRATIONS_RETRY_MAX_DELAY_S allows."""
-        asked = parse_retry_after(retry_after)
+    def delay(self, retry: int, headers: Mapping[str, str] | None = None) -> float | None:
+        """Seconds to wait before retry number `retry` (1-based), from the upstream's
+        `retry-after-ms` (OpenAI's precise form) or `Retry-After` when it sent one; None: do not
+        retry, because it asks for a longer wait than INTEGRATIONS_RETRY_MAX_DELAY_S allows."""
+        asked = upstream_wait(headers)
         if asked is not None:
             if asked > self.max_delay_s:
                 return None
             return asked + random.uniform(0, min(0.1 * asked, 0.25))  # never earlier than asked
         backoff = min(self.base_delay_s * 2 ** (retry - 1), self.max_delay_s)
         return random.uniform(backoff / 2, backoff)                   # "equal jitter"
+
+
+def upstream_wait(headers: Mapping[str, str] | None) -> float | None:
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    return parse_retry_after(headers.get("retry-after"))

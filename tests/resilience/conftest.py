@@ -76,6 +76,14 @@ class Cluster:
         reply = await run_command(handler, command)
         return reply, orjson.loads(reply.body)
 
+    async def reset_circuits(self) -> None:
+        await self.a.services.resilience.breakers.reset_all()
+        deadline = time.monotonic() + 3
+        while any(w.services.resilience.breakers.circuits() for w in self.workers):
+            if time.monotonic() > deadline:
+                raise AssertionError("circuits did not reset on every worker")
+            await _sleep(0.01)
+
     def as_admin(self, org: str | None = None) -> dict:
         return {"X-API-Key": self.admin_key, **({"X-Org-Id": org} if org else {})}
 
@@ -133,12 +141,7 @@ async def cluster(settings) -> AsyncIterator[Cluster]:
 @pytest.fixture(autouse=True)
 async def _closed_circuits(cluster) -> AsyncIterator[None]:
     """Every test starts with every circuit closed, on both workers."""
-    await cluster.a.services.resilience.breakers.reset_all()
-    deadline = time.monotonic() + 3
-    while any(w.services.resilience.breakers.circuits() for w in cluster.workers):
-        if time.monotonic() > deadline:
-            raise AssertionError("circuits did not reset on every worker")
-        await _sleep(0.01)
+    await cluster.reset_circuits()
     yield
 
 

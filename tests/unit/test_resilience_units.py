@@ -98,8 +98,9 @@ def test_what_counts_against_a_circuit_and_what_is_retried(exc, health, retry):
 
 def test_backoff_honours_retry_after_and_its_cap():
     policy = RetryPolicy(max_retries=3, base_delay_s=0.2, max_delay_s=5)
-    assert 2.0 <= policy.delay(1, "2") <= 2.25                   # never earlier than asked
-    assert policy.delay(1, "30") is None                         # longer than allowed: no retry
+    assert 2.0 <= policy.delay(1, {"retry-after": "2"}) <= 2.25          # never earlier than asked
+    assert 0.3 <= policy.delay(1, {"retry-after": "1", "retry-after-ms": "300"}) <= 0.33   # the precise one
+    assert policy.delay(1, {"retry-after": "30"}) is None                # longer than allowed: no retry
     for retry, ceiling in ((1, 0.2), (2, 0.4), (3, 0.8), (9, 5)):
         assert ceiling / 2 <= policy.delay(retry) <= ceiling
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
