@@ -186,6 +186,14 @@ class Settings(BaseSettings):
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("rate_limit_provider_rpm", "rate_limit_provider_tpm")
+    @classmethod
+    def _non_negative_limits(cls, value: int | dict[str, int]) -> int | dict[str, int]:
+        values = value.values() if isinstance(value, dict) else (value,)
+        if any(v < 0 for v in values):
+            raise ValueError("rate limits are requests or tokens per minute: 0 (unlimited) or more")
+        return value
+
     @field_validator("anthropic_base_url")
     @classmethod
     def _anthropic_root(cls, value: str) -> str:

@@ -222,13 +222,10 @@ class RateLimiter:
                     b.used = now
                 return Permit([(limit, cost) for limit, cost in charges if limit.unit == "tokens"],
                               self._headers(charges))
-            for b, (limit, cost) in zip(buckets, charges, strict=True):
-                if b.lease >= cost:
-                    continue
-                async with b.lock:
-                    if b.lease >= cost:
-                        continue
-                    wait = await self._refill(limit, b, cost - b.lease)
+            lacking = [(b, limit, cost) for b, (limit, cost) in zip(buckets, charges, strict=True) if b.lease < cost]
+            # one NATS round trip for all of them, not one after the other
+            waits = await asyncio.gather(*(self._top_up(limit, b, cost) for b, limit, cost in lacking))
+            for (_, limit, _), wait in zip(lacking, waits, strict=True):
                 if wait is not None:
                     raise rejected(limit, wait)
         limit = next(limit for b, (limit, cost) in zip(buckets, charges, strict=True) if b.lease < cost)
@@ -267,6 +264,12 @@ class RateLimiter:
         else:
             bucket.limit = limit.limit
         return bucket
+
+    async def _top_up(self, limit: Limit, bucket: _Bucket, cost: float) -> float | None:
+        async with bucket.lock:          # one refill per bucket at a time in this worker
+            if bucket.lease >= cost:
+                return None
+            return await self._refill(limit, bucket, cost - bucket.lease)
 
     def _lease_size(self, limit: int) -> float:
         return max(1.0, math.floor(limit * self._lease_fraction))

@@ -32,6 +32,9 @@ async def test_a_burst_of_three_times_the_org_limit_over_two_workers(cluster, ll
     # the documented bound: never more than the bucket (the limit, plus what refills during the
     # burst), at most one lease per worker (1 request here) less
     refill = math.ceil(elapsed * limit / 60)
+    print(f"burst: {3 * limit} requests, org limit {limit}/min, 2 workers: {len(passed)} passed, "
+          f"{len(refused)} refused in {elapsed:.2f}s (worker a {cluster.handled['a'] - before['a']}, "
+          f"b {cluster.handled['b'] - before['b']})")
     assert limit - 2 <= len(passed) <= limit + refill, (len(passed), elapsed)
     assert all(cluster.handled[name] - before[name] >= 10 for name in ("a", "b"))   # both workers served it
     for response in refused:
