@@ -30,6 +30,7 @@ from service.resilience.core import Resilience, token_estimate
 from service.resilience.deadline import Deadline, bounded, deadline_exceeded
 from service.resilience.failures import retryable_failure
 from service.resilience.limits import Permit
+from service.resilience.retry import fits
 from service.stream import ChatStream, ExecuteRenderer, StreamRenderer, StreamSource, success_reply
 from service.transport import UpstreamResponse, UpstreamTransport
 
@@ -359,7 +360,7 @@ class ExecuteService:
                         failure = error
                         delay = (res.retry.delay(retry + 1, error.headers)
                                  if retry < res.retry.max_retries else None)
-                        if delay is None or (deadline is not None and deadline.remaining() <= delay):
+                        if delay is None or not fits(deadline.remaining() if deadline else None, delay):
                             break
                         retry += 1
                         await asyncio.sleep(delay)

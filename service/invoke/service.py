@@ -40,6 +40,7 @@ from service.resilience.breakers import Admission
 from service.resilience.core import Resilience
 from service.resilience.deadline import Deadline, bounded, deadline_exceeded
 from service.resilience.failures import RETRYABLE_STATUSES, UNHEALTHY_STATUSES, retryable_failure
+from service.resilience.retry import fits
 from service.settings import Settings
 from service.transport import INTERNAL, OUTBOUND, HttpResponse, UpstreamTransport
 
@@ -285,7 +286,7 @@ class InvokeService:
         if number > retries:
             return None
         delay = self._resilience.retry.delay(number, headers)
-        if delay is None or (deadline is not None and deadline.remaining() <= delay):
+        if delay is None or not fits(deadline.remaining() if deadline else None, delay):
             return None
         return delay
 

@@ -23,6 +23,15 @@ def parse_retry_after(value: str | None) -> float | None:
         return None
 
 
+# A retry is worth it only if, after its wait, the caller's deadline leaves at least this long.
+MIN_ATTEMPT_S = 0.1
+
+
+def fits(remaining_s: float | None, delay_s: float) -> bool:
+    """Whether a retry after `delay_s` still has time before the deadline (None: no deadline)."""
+    return remaining_s is None or remaining_s - delay_s >= MIN_ATTEMPT_S
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     max_retries: int = 2

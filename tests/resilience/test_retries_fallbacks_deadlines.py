@@ -1,7 +1,6 @@
 """Retries (backoff, Retry-After, idempotency), fallbacks (execute and streams) and caller
 deadlines end to end, against llmock faults."""
 
-import asyncio
 import time
 
 import orjson
@@ -36,7 +35,7 @@ async def test_an_error_burst_is_retried_with_backoff(cluster, llmock):
     started = time.monotonic()
     response = await cluster.http.post(f"{P}/execute", json=chat())
     assert response.status_code == 200 and response.json()["data"]["metadata"]["attempts"] == 3
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0                            # backoff 0.05 s, 0.1 s
     # retries exhausted: the upstream's error, saying how many attempts were made
     llmock.scenario({"type": "fail", "status": 503, "retry_after": 0, "times": 3})
     response = await cluster.http.post(f"{P}/execute", json=chat())
@@ -50,7 +49,7 @@ async def test_a_retry_after_beyond_the_cap_is_not_waited_for(cluster, llmock):
     started = time.monotonic()
     reply, body = await cluster.run(cluster.a, "__call__", chat())
     assert reply.status == 429 and reply.headers["retry-after"] == "30" and body["reason"] == "upstream_error"
-    assert time.monotonic() - started < 1 and len(llmock.requests()) == 1
+    assert time.monotonic() - started < 2 and len(llmock.requests()) == 1
 
 
 async def test_invoke_retries_post_only_when_asked(cluster, httpbin, org):
@@ -172,7 +171,7 @@ async def test_x_timeout_ms_bounds_the_request_end_to_end(cluster, llmock):
     elapsed = time.monotonic() - started
     body = response.json()
     assert response.status_code == 504 and body["reason"] == "deadline_exceeded", body   # the worker's answer
-    assert 0.5 < elapsed < 0.9, elapsed
+    assert 0.5 < elapsed < 1.5, elapsed                                  # not the upstream's 3 s
     assert all(w.services.resilience.breakers.circuit("openai") is None for w in cluster.workers)
 
 
@@ -180,11 +179,11 @@ async def test_a_body_timeout_and_a_bus_deadline(cluster, llmock):
     llmock.scenario({"type": "delay", "seconds": 3, "times": 2})
     started = time.monotonic()
     reply, body = await cluster.run(cluster.a, "__call__", chat(timeout=400))
-    assert reply.status == 504 and body["reason"] == "deadline_exceeded" and time.monotonic() - started < 0.6
+    assert reply.status == 504 and body["reason"] == "deadline_exceeded" and time.monotonic() - started < 1.5
     started = time.monotonic()
     reply = await cluster.nc.request("integrations.v1.execute", orjson.dumps(chat()), timeout=5,
                                      headers={"x-api-key": CALLER_KEY, "x-timeout-ms": "400"})
-    assert reply.headers["x-status"] == "504" and time.monotonic() - started < 0.6
+    assert reply.headers["x-status"] == "504" and time.monotonic() - started < 1.5
     # a request that arrives after its deadline is not started at all
     past = str(int(time.time() * 1000) - 1)
     reply = await cluster.nc.request("integrations.v1.execute", orjson.dumps(chat()), timeout=5,
@@ -197,7 +196,7 @@ async def test_retries_stop_at_the_deadline(cluster, llmock):
     llmock.scenario({"type": "fail", "status": 503, "retry_after": 0.3, "times": None})
     started = time.monotonic()
     response = await cluster.http.post(f"{P}/execute", json=chat(), headers={"X-Timeout-Ms": "700"})
-    assert response.status_code == 502 and time.monotonic() - started < 0.75
+    assert response.status_code == 502 and time.monotonic() - started < 1.5
     assert len(llmock.requests()) == 2                      # a third attempt would not fit in the budget
 
 
@@ -206,7 +205,7 @@ async def test_a_stream_deadline(cluster, llmock):
     started = time.monotonic()
     response = await cluster.http.post(f"{P}/execute", json=chat(stream=True), headers={"X-Timeout-Ms": "700"})
     assert response.status_code == 504 and response.json()["reason"] == "deadline_exceeded"
-    assert time.monotonic() - started < 1.0
+    assert time.monotonic() - started < 2.0
 
 
 async def test_invoke_honours_the_caller_deadline(cluster, httpbin, org):
@@ -217,5 +216,4 @@ async def test_invoke_honours_the_caller_deadline(cluster, httpbin, org):
     response = await cluster.http.post(f"{P}/invoke", headers={**headers, "X-Timeout-Ms": "500"},
                                        json={"operation": "hb.delay.response.delay.delay.get", "params": {"delay": 3}})
     assert response.status_code == 504 and response.json()["reason"] == "deadline_exceeded"
-    assert time.monotonic() - started < 0.9
-    await asyncio.sleep(0)
+    assert time.monotonic() - started < 2.0

@@ -49,7 +49,7 @@ def test_provider_rejecting_our_key_is_not_a_401_and_never_echoes_the_key():
 
 def test_retry_after_passes_through_from_seconds_or_milliseconds():
     assert classify(429, {}, {"retry-after": "7"}).headers == {"retry-after": "7"}
-    assert classify(429, {}, {"retry-after-ms": "1500"}).headers == {"retry-after": "2"}
+    assert classify(429, {}, {"retry-after-ms": "1500"}).headers == {"retry-after": "2", "retry-after-ms": "1500"}
 
 
 def test_redact_removes_key_like_strings():
