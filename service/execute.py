@@ -350,8 +350,8 @@ class ExecuteService:
                                 return
                             except GatewayError as exc:  # the answer broke before its first output
                                 served = False
-                                breakers.finished_soon(Admission(circuit, False, admission.meta if admission
-                                                                 else None), exc)
+                                await breakers.finished(Admission(circuit, False, admission.meta if admission
+                                                                  else None), exc)
                                 error = exc
                         if cut and error.category is ErrorCategory.timeout:
                             raise deadline_exceeded(f"{spec.name} answered", spec.name) from None

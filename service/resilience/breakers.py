@@ -125,6 +125,11 @@ class Breakers:
         self._nc = nc
         self._kv = await self._bucket.start(nc)
 
+    async def settled(self) -> None:
+        """Wait for outcomes reported from synchronous code (`finished_soon`) to be written."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
     async def close(self) -> None:
         for task in list(self._tasks):
             with contextlib.suppress(Exception, asyncio.CancelledError):

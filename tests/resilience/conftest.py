@@ -27,12 +27,12 @@ from service.embedded_nats import EmbeddedNats
 from tests.conftest import CALLER_KEY
 from tests.registry.conftest import httpbin  # noqa: F401  (fixture)
 
-# Small numbers so that tests are quick: 3 failures open a circuit for 1 s, 2 probes close it.
+# Small numbers so that tests are quick: 3 failures open a circuit for 2 s, 2 probes close it.
 RESILIENCE = {
     "breaker_enabled": True,
     "breaker_failure_threshold": 3,
     "breaker_failure_rate": 0.0,
-    "breaker_cooldown_s": 1.0,
+    "breaker_cooldown_s": 2.0,
     "breaker_success_threshold": 2,
     "rate_limit_enabled": True,
     "rate_limit_user_rpm": 0,
@@ -77,11 +77,14 @@ class Cluster:
         return reply, orjson.loads(reply.body)
 
     async def reset_circuits(self) -> None:
+        for worker in self.workers:          # outcomes of earlier streams still being written
+            await worker.services.resilience.breakers.settled()
         await self.a.services.resilience.breakers.reset_all()
         deadline = time.monotonic() + 3
         while any(w.services.resilience.breakers.circuits() for w in self.workers):
             if time.monotonic() > deadline:
-                raise AssertionError("circuits did not reset on every worker")
+                raise AssertionError(f"circuits did not reset on every worker: "
+                                     f"{[w.services.resilience.breakers.circuits() for w in self.workers]}")
             await _sleep(0.01)
 
     def as_admin(self, org: str | None = None) -> dict:

@@ -1,7 +1,6 @@
 """Circuit breakers against llmock faults, shared by two workers through NATS KV."""
 
 import asyncio
-import itertools
 import time
 
 import orjson
@@ -10,7 +9,7 @@ from tests.conftest import CALLER_KEY
 from tests.resilience.conftest import P, chat
 from tests.streaming.helpers import wait_for
 
-DOWN = {"type": "fail", "status": 503, "times": None}
+DOWN = {"type": "fail", "status": 503, "retry_after": 0, "times": None}
 
 
 async def open_circuit_on(cluster, app, llmock) -> None:
@@ -38,12 +37,12 @@ async def test_an_outage_opens_the_circuit_on_both_workers_and_recovery_closes_i
         reply, body = await cluster.run(app, "__call__", chat())
         assert reply.status == 503 and body["reason"] == "circuit_open" and body["retryable"] is True
         assert body["category"] == "provider" and body["provider"] == "openai"
-        assert reply.headers["retry-after"] == "1"
+        assert reply.headers["retry-after"] in ("1", "2")            # the 2 s cool-down, rounded
     assert len(llmock.requests()) == 3
 
     # over HTTP: the 503 envelope and Retry-After, /circuit-breaker, /status and /capabilities
     response = await cluster.http.post(f"{P}/execute", json=chat())
-    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    assert response.status_code == 503 and response.headers["retry-after"] in ("1", "2")
     status = (await cluster.http.get(f"{P}/circuit-breaker")).json()
     assert status["description"].startswith("Circuit breaker protects")
     assert status["status"]["openai"]["state"] == "open" and status["status"]["openai"]["failures"] == 3
@@ -57,7 +56,7 @@ async def test_an_outage_opens_the_circuit_on_both_workers_and_recovery_closes_i
 
     # recovery: after the cool-down one probe goes, two successful probes close the circuit
     llmock.reset()
-    await asyncio.sleep(1.05)
+    await asyncio.sleep(2.05)
     for _ in range(2):
         response = await cluster.http.post(f"{P}/execute", json=chat())
         assert response.status_code == 200, response.text
@@ -77,7 +76,7 @@ async def test_half_open_sends_a_single_probe(cluster, llmock):
     await open_circuit_on(cluster, cluster.a, llmock)
     llmock.reset()
     llmock.scenario({"type": "delay", "seconds": 0.5})        # the probe takes a while
-    await asyncio.sleep(1.05)
+    await asyncio.sleep(2.05)
     replies = await asyncio.gather(*(cluster.http.post(f"{P}/execute", json=chat()) for _ in range(8)))
     statuses = sorted(r.status_code for r in replies)
     assert statuses == [200] + [503] * 7, statuses
@@ -85,15 +84,13 @@ async def test_half_open_sends_a_single_probe(cluster, llmock):
     assert all(r.json()["reason"] == "circuit_open" for r in replies if r.status_code == 503)
     breakers = cluster.a.services.resilience.breakers
     await wait_for(lambda: (breakers.circuit("openai").state, breakers.circuit("openai").successes) == ("half-open", 1))
-    # a failed probe opens the circuit again: its retry waits for llmock's Retry-After (1 s, as long
-    # as the cool-down), so each retry is the next single probe
+    # a failed probe opens the circuit again; its retry finds the circuit open: the answer is the
+    # open circuit, and the provider saw the probe only
     llmock.reset()
     llmock.scenario(DOWN)
     reply, body = await cluster.run(cluster.b, "__call__", chat())
-    assert reply.status == 502 and "after 3 attempts" in body["error"]
-    probes = llmock.requests()
-    assert len(probes) == 3 and all(later["started_at"] - earlier["ended_at"] >= 0.99
-                                    for earlier, later in itertools.pairwise(probes))
+    assert reply.status == 503 and body["reason"] == "circuit_open", body
+    assert len(llmock.requests()) == 1
     await wait_for(lambda: breakers.circuit("openai").state == "open")
     assert cluster.b.services.resilience.breakers.circuit("openai").successes == 0
 
@@ -157,7 +154,7 @@ async def test_an_integration_has_its_own_circuit(cluster, llmock, httpbin, org)
         assert body["success"] is False and body["statusCode"] == 503
     response = await cluster.http.post(f"{P}/invoke", json=invoke, headers=headers)
     assert response.status_code == 503 and response.json()["reason"] == "circuit_open"
-    assert response.json()["provider"] == "flaky" and response.headers["retry-after"] == "1"
+    assert response.json()["provider"] == "flaky" and response.headers["retry-after"] in ("1", "2")
     name = f"integration.{org}.flaky"
     status = (await cluster.http.get(f"{P}/circuit-breaker", headers=headers)).json()["status"]
     assert status[name]["state"] == "open" and status[name]["org"] == org and status[name]["provider"] == "flaky"
