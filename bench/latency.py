@@ -104,7 +104,10 @@ def main() -> None:
     work = tempfile.mkdtemp(prefix="bench-")
     env = {**os.environ, "INTEGRATIONS_DATA_DIR": work, "INTEGRATIONS_PORT": str(http_port),
            "INTEGRATIONS_HOST": "127.0.0.1", "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1",
-           "OPENAI_API_KEY": "sk-bench", "INTEGRATIONS_API_KEYS": KEY}
+           "OPENAI_API_KEY": "sk-bench", "INTEGRATIONS_API_KEYS": KEY,
+           # one key sends thousands of requests a minute: no per-user limit (bench/resilience.py
+           # measures what the limits cost)
+           "INTEGRATIONS_RATE_LIMIT_ENABLED": "false"}
     env.pop("NATS_URL", None)
     log = Path(work) / "serve.log"
     serve = subprocess.Popen([str(bin_dir / "symbia-integrations"), "serve"], env=env, cwd=work,

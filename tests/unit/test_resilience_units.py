@@ -138,6 +138,10 @@ def test_names_are_safe_kv_keys_and_subject_tokens():
     assert integration_circuit(None, "petstore") == "integration.petstore"
     assert integration_circuit("acme", "petstore") == "integration.acme.petstore"
     assert not valid_circuit("a.*") and not valid_circuit("") and not valid_circuit("a..b")
+    assert Breakers(POLICY).provider_circuit("openai", "cred-1") == "openai"           # one per provider
+    per_credential = Breakers(POLICY, per_credential=True)
+    assert per_credential.provider_circuit("openai", "cred-1") == provider_circuit("openai", "cred-1")
+    assert per_credential.provider_circuit("openai", None) == "openai"
 
 
 async def test_breakers_work_within_one_process_without_nats():
