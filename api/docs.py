@@ -17,8 +17,13 @@ DESCRIPTION = (
     "Gateway from a Symbia network to LLM providers, OpenAPI services and MCP servers. Every route is also "
     "served under /api/api/... (the path the original's generated docs used). Errors use one envelope "
     "(ErrorEnvelope). Authenticate with `X-API-Key: <key>` or `Authorization: Bearer <key>`; pick the "
-    "organization with `X-Org-Id`."
+    "organization with `X-Org-Id`. Give a deadline with `X-Timeout-Ms` (docs/RESILIENCE.md)."
 )
+
+# Every bus route takes the caller's deadline (docs/RESILIENCE.md §6).
+TIMEOUT_HEADER = {"name": "X-Timeout-Ms", "in": "header", "required": False,
+                  "description": "the caller's budget in milliseconds; the gateway answers 504 deadline_exceeded "
+                                 "rather than take longer", "schema": {"type": "integer", "minimum": 1}}
 
 # The adapter's own routes (not on the bus): path → (summary, response model).
 LOCAL_ROUTES: dict[str, tuple[str, type[BaseModel] | None]] = {
@@ -74,8 +79,8 @@ def _operation(route: Route, path: str) -> dict[str, Any]:
                "schema": {"type": p.type}} for p in route.query]
     params += [{"name": seg[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
                for seg in path.split("/") if seg.startswith("{")]
-    if params:
-        op["parameters"] = params
+    params.append(TIMEOUT_HEADER)
+    op["parameters"] = params
     if route.request_model and route.method in ("POST", "PUT", "PATCH"):
         op["requestBody"] = {"required": True, "content": _json_content(route.request_model)}
     return op
