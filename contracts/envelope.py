@@ -72,6 +72,8 @@ class Reason:
     MODEL_NOT_FOUND = "model_not_found"
     NOT_FOUND = "not_found"
     INTERNAL = "internal_error"
+    ADMIN_REQUIRED = "admin_required"
+    STORE_UNAVAILABLE = "store_unavailable"
 
 
 class UpstreamInfo(BaseModel):

@@ -10,12 +10,13 @@ own `ROUTES`; this module only collects them. A route's request travels as follo
   (POST: plus the parsed body under the key ``body``).
 """
 
-from contracts import execute
+from contracts import execute, usage
 from contracts.envelope import ErrorEnvelope
 from contracts.http import ALIAS_PREFIX, API_PREFIX, QueryParam, Route
 
 ROUTES: tuple[Route, ...] = (
     *execute.ROUTES,
+    *usage.ROUTES,
 )
 
 ERROR_MODEL = ErrorEnvelope

@@ -78,12 +78,25 @@ def build_app(settings: Settings) -> FastStream:
     endpoint(subjects.EXECUTE, services.execute, services.execute.request_id_prefix,
              "Execute an LLM operation; request = ExecuteRequest JSON, reply = the HTTP body with x-status.")
 
+    queries = services.usage_queries
+    for subject, handler, description in (
+        (subjects.USAGE_SUMMARY, queries.summary, "Usage summary of the caller's org; request = UsageQuery JSON."),
+        (subjects.USAGE_LOGS, queries.logs, "Usage rows of the caller's org; request = UsageLogsQuery JSON."),
+        (subjects.USAGE_BY_USER, queries.by_user, "Usage per user of the caller's org; request = UsageQuery JSON."),
+        (subjects.DB_STATUS, queries.db_status, "Usage store status; request = {}."),
+        (subjects.DB_EXPORT, queries.db_export, "Admin: snapshot of the SQLite usage store; request = {}."),
+    ):
+        endpoint(subject, handler, queries.request_id_prefix, description)
+
     ping_reply = WorkerPing(worker=WORKER_ID, version=__version__).model_dump_json().encode()
 
     @broker.subscriber(subjects.HEALTH_PING, queue=subjects.QUEUE_GROUP, decoder=as_message,
                        title=subjects.HEALTH_PING, description="Liveness of the worker pool.")
     async def ping(message: NatsMessage) -> NatsResponse:
         return NatsResponse(ping_reply, headers={h.STATUS: "200"})
+
+    async def starting() -> None:
+        await services.start()  # the usage pipeline connects before the first request arrives
 
     async def started() -> None:
         nc = broker.connection
@@ -109,6 +122,7 @@ def build_app(settings: Settings) -> FastStream:
     app = FastStream(
         broker,
         logger=log,
+        on_startup=[starting],
         after_startup=[started],
         on_shutdown=[stopping],
         after_shutdown=[stopped],

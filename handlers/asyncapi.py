@@ -11,13 +11,14 @@ from pydantic.json_schema import models_json_schema
 
 from contracts.envelope import ErrorEnvelope
 from contracts.routes import ROUTES
+from contracts.usage import UsageEvent, usage_subject
 from handlers.app import build_app
 from service.settings import Settings
 
 
 def document() -> dict[str, Any]:
     doc = json.loads(build_app(Settings(_env_file=None)).schema.to_specification().to_json())
-    models = [(ErrorEnvelope, "serialization")]
+    models = [(ErrorEnvelope, "serialization"), (UsageEvent, "serialization")]
     for route in ROUTES:
         models += [(m, mode) for m, mode in ((route.request_model, "validation"),
                                              (route.response_model, "serialization")) if m]
@@ -42,7 +43,31 @@ def document() -> dict[str, Any]:
             "address": {"location": "$message.header#/reply_to",
                         "description": "the requester's inbox (NATS request-reply)"},
         }
+    _add_usage_events(doc)
     return doc
+
+
+def _add_usage_events(doc: dict[str, Any]) -> None:
+    """The usage events the workers publish (a JetStream stream, not a subscriber)."""
+    name = "integrations.v1.events.usage"
+    doc["components"]["messages"]["UsageEvent"] = {
+        "title": "UsageEvent",
+        "headers": {"type": "object", "properties": {"Nats-Msg-Id": {
+            "type": "string", "description": "the event id (JetStream de-duplication)"}}},
+        "payload": {"$ref": "#/components/schemas/UsageEvent"},
+    }
+    doc["channels"][name] = {
+        "address": usage_subject("{orgId}"),
+        "description": "One event per execute, invoke or MCP call that got past authentication; stored in the "
+                       "JetStream stream INTEGRATIONS_USAGE (docs/USAGE.md).",
+        "parameters": {"orgId": {"description": "the organization the call was made in"}},
+        "messages": {"UsageEvent": {"$ref": "#/components/messages/UsageEvent"}},
+    }
+    doc["operations"][name] = {
+        "action": "send",
+        "channel": {"$ref": f"#/channels/{name}"},
+        "messages": [{"$ref": f"#/channels/{name}/messages/UsageEvent"}],
+    }
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ from service.execute import ExecuteService
 from service.providers.capabilities import build_provider_table
 from service.settings import Settings
 from service.transport import UpstreamTransport
+from service.usage.pipeline import UsagePipeline
+from service.usage.queries import UsageQueries
 
 log = logging.getLogger("symbia.integrations")
 
@@ -34,6 +36,15 @@ class Services:
             credentials=self.credentials,
             timeout_for=settings.timeout_for,
         )
+        # Usage events of every authenticated call, the usage store and its queries (docs/USAGE.md).
+        self.usage = UsagePipeline(settings)
+        self.observers.append(self.usage.observe)
+        self.usage_queries = UsageQueries(self.access, self.usage, settings.data_dir / "exports")
+
+    async def start(self) -> None:
+        """Before the subscribers take requests (needs the bus)."""
+        await self.usage.start()
 
     async def close(self) -> None:
+        await self.usage.close()
         await self.transport.close()

@@ -64,6 +64,25 @@ class Settings(BaseSettings):
     api_keys: str = Field("", validation_alias="INTEGRATIONS_API_KEYS", repr=False)
     default_org: str = Field("default", validation_alias="INTEGRATIONS_DEFAULT_ORG")
 
+    # --- usage pipeline (docs/USAGE.md) ----------------------------------------------------
+    # PostgreSQL store when set (postgresql://user:pass@host:5432/db), else SQLite in the data dir.
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL", repr=False)
+    database_schema: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+                                        validation_alias="INTEGRATIONS_DATABASE_SCHEMA")
+    usage_db_file: Path | None = Field(None, validation_alias="INTEGRATIONS_USAGE_DB")
+    usage_events: bool = Field(True, validation_alias="INTEGRATIONS_USAGE_EVENTS")
+    usage_stream: str = Field("INTEGRATIONS_USAGE", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                              validation_alias="INTEGRATIONS_USAGE_STREAM")
+    usage_stream_max_age_s: float = Field(7 * 86400.0, gt=0, validation_alias="INTEGRATIONS_USAGE_STREAM_MAX_AGE_S")
+    usage_stream_max_bytes: int = Field(1024 ** 3, gt=0, validation_alias="INTEGRATIONS_USAGE_STREAM_MAX_BYTES")
+    usage_stream_replicas: int = Field(1, ge=1, le=5, validation_alias="INTEGRATIONS_USAGE_STREAM_REPLICAS")
+    usage_duplicate_window_s: float = Field(120.0, gt=0, validation_alias="INTEGRATIONS_USAGE_DUPLICATE_WINDOW_S")
+    usage_consumer: str = Field("usage-store", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                                validation_alias="INTEGRATIONS_USAGE_CONSUMER")
+    usage_batch_size: int = Field(500, ge=1, le=10_000, validation_alias="INTEGRATIONS_USAGE_BATCH_SIZE")
+    usage_publish_timeout_s: float = Field(0.5, gt=0, validation_alias="INTEGRATIONS_USAGE_PUBLISH_TIMEOUT_S")
+    usage_buffer_max: int = Field(10_000, ge=1, validation_alias="INTEGRATIONS_USAGE_BUFFER_MAX")
+
     @field_validator("openai_base_url", "huggingface_base_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
@@ -76,6 +95,10 @@ class Settings(BaseSettings):
     @property
     def key_store_path(self) -> Path:
         return self.data_dir / "api-keys.json"
+
+    @property
+    def usage_db_path(self) -> Path:
+        return self.usage_db_file or self.data_dir / "usage.db"
 
     def timeout_for(self, operation: str) -> float:
         return self.operation_timeouts_s.get(operation, self.upstream_timeout_s)

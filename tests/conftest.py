@@ -31,7 +31,8 @@ OPENAI_KEY = "sk-test-0123456789"
 
 # Settings must come from the fixtures, not from the developer's shell or a .env file.
 for name in list(os.environ):
-    if name.startswith(("INTEGRATIONS_", "OPENAI_", "HUGGINGFACE_", "NATS_")) or name in ("HF_TOKEN", "PORT", "HOST"):
+    if name.startswith(("INTEGRATIONS_", "OPENAI_", "HUGGINGFACE_", "NATS_")) or name in (
+            "HF_TOKEN", "PORT", "HOST", "DATABASE_URL"):
         del os.environ[name]
 
 
