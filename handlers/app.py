@@ -97,6 +97,8 @@ def build_app(settings: Settings) -> FastStream:
 
     async def starting() -> None:
         await services.start()  # the usage pipeline connects before the first request arrives
+        # Usage events travel on the request connection, ahead of their replies (service/usage/publisher.py).
+        services.usage.publish_on(await broker.connect())
 
     async def started() -> None:
         nc = broker.connection

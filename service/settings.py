@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     usage_duplicate_window_s: float = Field(120.0, gt=0, validation_alias="INTEGRATIONS_USAGE_DUPLICATE_WINDOW_S")
     usage_consumer: str = Field("usage-store", pattern=r"^[A-Za-z0-9_-]{1,64}$",
                                 validation_alias="INTEGRATIONS_USAGE_CONSUMER")
-    usage_batch_size: int = Field(500, ge=1, le=10_000, validation_alias="INTEGRATIONS_USAGE_BATCH_SIZE")
+    usage_batch_size: int = Field(1000, ge=1, le=10_000, validation_alias="INTEGRATIONS_USAGE_BATCH_SIZE")
     usage_publish_timeout_s: float = Field(0.5, gt=0, validation_alias="INTEGRATIONS_USAGE_PUBLISH_TIMEOUT_S")
     usage_buffer_max: int = Field(10_000, ge=1, validation_alias="INTEGRATIONS_USAGE_BUFFER_MAX")
 

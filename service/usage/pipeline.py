@@ -1,6 +1,10 @@
 """One worker's usage pipeline: the call observer that publishes events, the store, and the
-store writer (when this worker holds the writer lock), on a NATS connection of its own so that
-buffered events can still be published while the request subscribers drain at shutdown."""
+store writer (when this worker holds the writer lock).
+
+Events are first published on the worker's request connection (ahead of the reply, see
+publisher.py); everything else (republishing, the stream, the writer's consumer) uses a NATS
+connection of the pipeline's own, which outlives the request connection at shutdown so that
+unconfirmed events can still be republished."""
 
 import asyncio
 import contextlib
@@ -62,7 +66,11 @@ class UsagePipeline:
         js = self._nc.jetstream()
         self.publisher.attach(js, self._ensure_stream)
         self._open_task = asyncio.create_task(self._open_store(), name="usage-store-open")
-        self.writer.start(js)
+        self.writer.start(self._nc)
+
+    def publish_on(self, nc: Client) -> None:
+        """The worker's request connection: events go out on it ahead of their replies."""
+        self.publisher.publish_on(nc)
 
     async def _ensure_stream(self) -> None:
         assert self._nc is not None

@@ -13,9 +13,7 @@ import asyncpg
 
 from contracts.usage import UsageEvent
 from service.usage.store import (
-    DAY,
     EVENT_COLUMNS,
-    HOUR,
     ROLLUP_COLUMNS,
     SCHEMA_VERSION,
     Combo,
@@ -23,6 +21,7 @@ from service.usage.store import (
     UsageStore,
     Window,
     event_row,
+    from_ms,
     rollups,
     unique_by_id,
 )
@@ -84,7 +83,8 @@ def _upsert(table: str) -> str:
             f"last_ts = greatest({table}.last_ts, EXCLUDED.last_ts)")
 
 
-_UPSERTS = ((_upsert("usage_rollup_hourly"), HOUR), (_upsert("usage_rollup_daily"), DAY))
+_UPSERT_HOURLY = _upsert("usage_rollup_hourly")
+_UPSERT_DAILY = _upsert("usage_rollup_daily")
 
 # Failures that mean "the database is not reachable now", as opposed to a bug in a query.
 _UNAVAILABLE = (OSError, asyncio.TimeoutError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
@@ -168,9 +168,9 @@ class PostgresUsageStore(UsageStore):
                 inserted = {r[0] for r in await conn.fetch(_INSERT, *_columns([event_row(e) for e in events],
                                                                                len(EVENT_COLUMNS)))}
                 new = [e for e in events if e.id in inserted]
-                for sql, step in _UPSERTS:
-                    rows = rollups(new, step)
+                for sql, rows in zip((_UPSERT_HOURLY, _UPSERT_DAILY), rollups(new), strict=True):
                     if rows:
+                        rows = [(*r[:1], from_ms(r[1]), *r[2:11], from_ms(r[11])) for r in rows]
                         await conn.execute(sql, *_columns(rows, len(ROLLUP_COLUMNS)))
                 return len(new)
 

@@ -11,15 +11,13 @@ import secrets
 import sqlite3
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
 from contracts.usage import UsageEvent
 from service.usage.store import (
-    DAY,
     EVENT_COLUMNS,
-    HOUR,
     ROLLUP_COLUMNS,
     SCHEMA_VERSION,
     Combo,
@@ -27,12 +25,13 @@ from service.usage.store import (
     UsageStore,
     Window,
     event_row,
+    from_ms,
     rollups,
+    to_ms,
     unique_by_id,
 )
 
 T = TypeVar("T")
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 BUSY_TIMEOUT_MS = 10_000
 
 _ROLLUP_TABLE = """
@@ -79,14 +78,6 @@ def _upsert(table: str) -> str:
 _UPSERT_HOURLY = _upsert("usage_rollup_hourly")
 _UPSERT_DAILY = _upsert("usage_rollup_daily")
 _PART_COLUMNS = "integration, principal_id, " + ", ".join(_SUMS) + ", last_ts"
-
-
-def to_ms(ts: datetime) -> int:
-    return (ts - EPOCH) // timedelta(milliseconds=1)
-
-
-def from_ms(ms: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=ms)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -187,13 +178,18 @@ class SqliteUsageStore(UsageStore):
         conn = self._writer
         conn.execute("BEGIN IMMEDIATE")
         try:
-            new = []
-            for event in events:
-                row = event_row(event)
-                if conn.execute(_INSERT, (row[0], to_ms(row[1]), *row[2:])).rowcount == 1:
-                    new.append(event)
-            for sql, step in ((_UPSERT_HOURLY, HOUR), (_UPSERT_DAILY, DAY)):
-                conn.executemany(sql, [(r[0], to_ms(r[1]), *r[2:11], to_ms(r[11])) for r in rollups(new, step)])
+            stored: set[str] = set()
+            ids = [e.id for e in events]
+            for i in range(0, len(ids), 900):  # under SQLite's variable limit
+                chunk = ids[i:i + 900]
+                stored.update(r[0] for r in conn.execute(
+                    f"SELECT id FROM usage_events WHERE id IN ({', '.join('?' * len(chunk))})", chunk))
+            new = [e for e in events if e.id not in stored]
+            # ON CONFLICT stays as a guard; this transaction holds the write lock, so `stored` is exact.
+            conn.executemany(_INSERT, [(r[0], to_ms(r[1]), *r[2:]) for r in map(event_row, new)])
+            hourly, daily = rollups(new)
+            conn.executemany(_UPSERT_HOURLY, hourly)
+            conn.executemany(_UPSERT_DAILY, daily)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

@@ -11,7 +11,7 @@ Both stores implement the same small interface; `open_store` picks one from the 
 """
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -92,24 +92,46 @@ class Combo:
     last_ts: datetime
 
 
-def rollups(events: Iterable[UsageEvent], step: timedelta) -> list[tuple]:
-    """Rows to add to a rollup table (ROLLUP_COLUMNS order), one per bucket key, sorted by key
-    so that concurrent writers lock rollup rows in the same order."""
-    buckets: dict[tuple, list] = {}
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+
+def to_ms(ts: datetime) -> int:
+    """Milliseconds since the epoch (exact integer arithmetic: bucket edges must not wobble)."""
+    return (ts - EPOCH) // _MS
+
+
+def from_ms(ms: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=ms)
+
+
+def rollups(events: Sequence[UsageEvent]) -> tuple[list[tuple], list[tuple]]:
+    """Hourly and daily rows to add to the rollup tables (ROLLUP_COLUMNS order, `bucket` and
+    `last_ts` in epoch ms), one per bucket key, sorted by key so that concurrent writers lock
+    rollup rows in the same order."""
+    hourly: dict[tuple, list] = {}
+    daily: dict[tuple, list] = {}
     for e in events:
-        key = (e.orgId, floor_to(e.timestamp, step), e.integration or "", e.principalId)
-        acc = buckets.get(key)
-        if acc is None:
-            acc = buckets[key] = [0, 0, 0, 0, 0, 0, 0, e.timestamp]
-        acc[0] += 1
-        acc[1] += 1 if e.success else 0
-        acc[2] += e.promptTokens
-        acc[3] += e.completionTokens
-        acc[4] += e.totalTokens
-        acc[5] += e.costMicros or 0
-        acc[6] += e.durationMs
-        acc[7] = max(acc[7], e.timestamp)
-    return [(*key, *acc) for key, acc in sorted(buckets.items(), key=lambda kv: kv[0])]
+        ms = to_ms(e.timestamp)
+        integration = e.integration or ""
+        for buckets, bucket in ((hourly, ms - ms % HOUR_MS), (daily, ms - ms % DAY_MS)):
+            key = (e.orgId, bucket, integration, e.principalId)
+            acc = buckets.get(key)
+            if acc is None:
+                acc = buckets[key] = [0, 0, 0, 0, 0, 0, 0, ms]
+            acc[0] += 1
+            acc[1] += 1 if e.success else 0
+            acc[2] += e.promptTokens
+            acc[3] += e.completionTokens
+            acc[4] += e.totalTokens
+            acc[5] += e.costMicros or 0
+            acc[6] += e.durationMs
+            if ms > acc[7]:
+                acc[7] = ms
+    return ([(*key, *acc) for key, acc in sorted(hourly.items())],
+            [(*key, *acc) for key, acc in sorted(daily.items())])
 
 
 def unique_by_id(events: Sequence[UsageEvent]) -> list[UsageEvent]:

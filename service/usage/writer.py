@@ -23,18 +23,22 @@ import logging
 import os
 from pathlib import Path
 
+from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from pydantic import ValidationError
 
 from contracts.usage import UsageEvent
+from service.usage.pull import PullBatches
 from service.usage.store import UsageStore
-from service.usage.stream import ALL_USAGE_EVENTS
 
 log = logging.getLogger("symbia.integrations.usage")
 
-FETCH_TIMEOUT_S = 1.0
-CHECK_CONSUMER_EVERY = 10       # idle fetches between checks that the consumer still exists
+IDLE_S = 1.0
+CHECK_CONSUMER_EVERY = 10       # idle rounds between checks that the consumer still exists
+# Once events arrive, let more accumulate a moment: at low traffic the store then commits (and
+# fsyncs) a few times a second instead of once per call, which the worker's replies would feel.
+LINGER_S = 0.1
 MAX_BACKOFF_S = 10.0
 
 
@@ -91,17 +95,17 @@ class StoreWriter:
     def active(self) -> bool:
         return self._lock.held
 
-    def start(self, js: JetStreamContext) -> None:
-        self._task = asyncio.create_task(self._run(js), name="usage-store-writer")
+    def start(self, nc: Client) -> None:
+        self._task = asyncio.create_task(self._run(nc), name="usage-store-writer")
 
     async def stop(self) -> None:
         """Finish the batch in hand (it is committed and acknowledged, or left to redelivery)."""
         self._stopping.set()
         if self._task is not None:
-            if self._waiting:  # an event delivered during the cancelled fetch is redelivered after ack_wait
+            if self._waiting:  # events that arrive now are not acknowledged: redelivered after ack_wait
                 self._task.cancel()
             try:
-                await asyncio.wait_for(self._task, FETCH_TIMEOUT_S + 35)
+                await asyncio.wait_for(self._task, IDLE_S + 35)
             except asyncio.CancelledError:
                 pass
             except TimeoutError:
@@ -114,7 +118,7 @@ class StoreWriter:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stopping.wait(), seconds)
 
-    async def _run(self, js: JetStreamContext) -> None:
+    async def _run(self, nc: Client) -> None:
         while not self._stopping.is_set():
             if not self._lock.held:
                 if not await asyncio.to_thread(self._lock.try_acquire):
@@ -126,7 +130,7 @@ class StoreWriter:
                 await self._pause(0.5)
                 continue
             try:
-                await self._consume(js)
+                await self._consume(nc)
             except Exception as exc:
                 log.warning("usage store writer: %r; retrying in %.1fs", exc, self._subscribe_backoff)
                 with contextlib.suppress(Exception):
@@ -134,32 +138,45 @@ class StoreWriter:
                 await self._pause(self._subscribe_backoff)
                 self._subscribe_backoff = min(self._subscribe_backoff * 2, MAX_BACKOFF_S)
 
-    async def _consume(self, js: JetStreamContext) -> None:
-        psub = await js.pull_subscribe(ALL_USAGE_EVENTS, durable=self._consumer_config.durable_name,
-                                       stream=self._stream, config=self._consumer_config)
+    async def _consume(self, nc: Client) -> None:
+        js = nc.jetstream()
+        config = self._consumer_config
+        try:
+            await js.consumer_info(self._stream, config.durable_name)
+        except NotFoundError:
+            await js.add_consumer(self._stream, config)
+        batches = PullBatches(nc, self._stream, config.durable_name, self._batch_size)
+        await batches.start()
         self._subscribe_backoff = 0.5
         idle = 0
+        committing: asyncio.Task | None = None  # batch n commits while batch n+1 arrives and is decoded
         try:
             while not self._stopping.is_set():
                 self._waiting = True
                 try:
-                    msgs = await psub.fetch(self._batch_size, timeout=FETCH_TIMEOUT_S)
-                except TimeoutError:  # nats.errors.TimeoutError or asyncio's, depending on where it waited
-                    idle += 1
-                    if idle % CHECK_CONSUMER_EVERY == 0:
-                        await psub.consumer_info()  # raises NotFoundError when the consumer is gone
-                    continue
+                    msgs = await batches.take(LINGER_S, IDLE_S)
                 finally:
                     self._waiting = False
+                if not msgs:
+                    idle += 1
+                    if idle % CHECK_CONSUMER_EVERY == 0:  # raises NotFoundError when it is gone
+                        await js.consumer_info(self._stream, config.durable_name)
+                    continue
                 idle = 0
-                await self._write(msgs)
+                decoded = await self._decode(msgs)
+                if committing is not None:
+                    await committing
+                committing = asyncio.create_task(self._commit(*decoded))
         finally:
+            if committing is not None:
+                await committing  # even when stopping: commit and acknowledge what is in hand
             with contextlib.suppress(Exception):
-                await psub.unsubscribe()
+                await batches.stop()
 
-    async def _write(self, msgs: list[Msg]) -> None:
-        events: list[UsageEvent] = []
+    @staticmethod
+    async def _decode(msgs: list[Msg]) -> tuple[list[Msg], list[UsageEvent]]:
         good: list[Msg] = []
+        events: list[UsageEvent] = []
         for msg in msgs:
             try:
                 events.append(UsageEvent.model_validate_json(msg.data))
@@ -168,14 +185,17 @@ class StoreWriter:
                 log.error("terminating a usage message that is not a UsageEvent on %s: %r", msg.subject,
                           msg.data[:500])
                 await msg.term()
+        return good, events
+
+    async def _commit(self, msgs: list[Msg], events: list[UsageEvent]) -> None:
         if not events:
             return
         try:
             self.written += await self._store.insert(events)
         except Exception as exc:
             log.warning("usage store write failed (%s: %s); %d events stay in the stream, retry in %.1fs",
-                        type(exc).__name__, exc, len(good), self._backoff)
-            for msg in good:
+                        type(exc).__name__, exc, len(msgs), self._backoff)
+            for msg in msgs:
                 with contextlib.suppress(Exception):
                     await msg.nak(delay=self._backoff)
             await self._pause(self._backoff)
@@ -184,6 +204,5 @@ class StoreWriter:
         if self._backoff > 0.5:
             log.info("usage store writes again")
         self._backoff = 0.5
-        for msg in good:
+        for msg in msgs:
             await msg.ack()
-
