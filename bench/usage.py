@@ -8,7 +8,7 @@
         interleaved rounds; the difference of the p50s is the added latency end to end
     .venv/bin/python -m bench.usage ingest --store sqlite|postgres [--events 100000] [--batch 1000] [--spread-s 600]
         events published to the stream first, then the store writer drains them: events/s
-    .venv/bin/python -m bench.usage summary --store postgres|sqlite [--rows 1000000]
+    .venv/bin/python -m bench.usage summary --store postgres|sqlite [--rows 1000000] [--keep | --reuse SCHEMA]
         GET /usage handler time over N rows of one organization spread over 30 days
 
 PostgreSQL: BENCH_DATABASE_URL (default postgresql://postgres@127.0.0.1:5432/test), in a
@@ -44,7 +44,7 @@ from service.commands import Command, Reply
 from service.container import Services
 from service.embedded_nats import EmbeddedNats
 from service.settings import Settings
-from service.usage.events import new_event_id, usage_event
+from service.usage.events import encode_event, new_event_id, usage_event
 from service.usage.pipeline import UsagePipeline
 from service.usage.writer import WriterLock
 
@@ -114,7 +114,7 @@ async def observer(calls: int, writer: bool, await_ack: bool) -> None:
             record.model_served, record.credential_source = "gpt-4o-mini-2024-07-18", "env"
             record.add_usage({"promptTokens": 12, "completionTokens": 30, "totalTokens": 42})
             started = time.perf_counter()
-            usage_event(command, reply, record).model_dump_json()
+            encode_event(usage_event(command, reply, record))
             built = time.perf_counter()
             await pipeline.observe(command, reply)
             done = time.perf_counter()
@@ -137,6 +137,26 @@ async def observer(calls: int, writer: bool, await_ack: bool) -> None:
 # --- e2e: usage on vs off through serve ----------------------------------------------------------
 
 
+def tree_cpu_s(root: int) -> float:
+    """utime + stime of a process and its descendants, in seconds."""
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    tree, frontier = {root}, {root}
+    while frontier:
+        frontier = {pid for pid, (parent, _) in stats.items() if parent in frontier} - tree
+        tree |= frontier
+    return sum(stats[pid][1] for pid in tree if pid in stats)
+
+
+CPU: dict[bool, list[float]] = {}
+
+
 def run_serve(usage: bool, requests: int, writer: bool = True) -> dict[str, list[float]]:
     bin_dir = Path(sys.executable).parent
     mock_port, http_port = free_port(), free_port()
@@ -157,7 +177,11 @@ def run_serve(usage: bool, requests: int, writer: bool = True) -> dict[str, list
         gateway = f"http://127.0.0.1:{http_port}"
         wait_ready(gateway, serve)
         nats_url = re.search(r"NATS: (nats://\S+)", log.read_text()).group(1)
-        return asyncio.run(measure(requests, f"http://127.0.0.1:{mock_port}", gateway, nats_url))
+        cpu = tree_cpu_s(serve.pid)
+        results = asyncio.run(measure(requests, f"http://127.0.0.1:{mock_port}", gateway, nats_url))
+        gateway_requests = sum(len(v) + min(200, requests) for k, v in results.items() if k != "direct")
+        CPU.setdefault(usage, []).append((tree_cpu_s(serve.pid) - cpu) / gateway_requests * 1e6)
+        return results
     finally:
         serve.send_signal(signal.SIGTERM)
         serve.wait(60)
@@ -177,6 +201,9 @@ def e2e(requests: int, rounds: int, writer: bool) -> None:
         off, on = statistics.median(p50[(False, path)]), statistics.median(p50[(True, path)])
         rounds_text = " ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(p50[(False, path)], p50[(True, path)], strict=True))
         print(f"{path:<8} {off:10.3f} {on:10.3f} {on - off:8.3f}   {rounds_text}")
+    off, on = statistics.median(CPU[False]), statistics.median(CPU[True])
+    print(f"CPU of the serve process tree (nats-server, worker, api) per gateway request: {off:.0f} µs off, "
+          f"{on:.0f} µs on, {on - off:+.0f} µs")
 
 
 # --- ingest: stream → store ----------------------------------------------------------------------
@@ -230,8 +257,8 @@ async def ingest(store: str, events: int, batch: int, spread_s: float) -> None:
 # --- summary over N rows -------------------------------------------------------------------------
 
 
-async def summary(store: str, rows: int, keep: bool) -> None:
-    schema = f"bench_usage_{secrets.token_hex(4)}" if store == "postgres" else None
+async def summary(store: str, rows: int, keep: bool, reuse: str | None) -> None:
+    schema = reuse or (f"bench_usage_{secrets.token_hex(4)}" if store == "postgres" else None)
     settings = settings_for(store, "nats://127.0.0.1:1", Path(tempfile.mkdtemp(prefix="bench-data-")), schema)
     services = Services(settings)
     usage_store = services.usage.store
@@ -241,12 +268,13 @@ async def summary(store: str, rows: int, keep: bool) -> None:
     now = datetime.now(UTC)
     started = time.perf_counter()
     batch = 5000
-    for start in range(0, rows, batch):
+    for start in range(0, 0 if reuse else rows, batch):
         await usage_store.insert([fake_event("acme", now - timedelta(seconds=rng.uniform(0, 30 * 86400)), rng)
                                   for _ in range(min(batch, rows - start))])
     load = time.perf_counter() - started
-    print(f"{store}: loaded {rows:,} rows of one organization over 30 days in {load:.0f}s "
-          f"({rows / load:,.0f} rows/s in batches of {batch}, rollups included)")
+    if not reuse:
+        print(f"{store}: loaded {rows:,} rows of one organization over 30 days in {load:.0f}s "
+              f"({rows / load:,.0f} rows/s in batches of {batch}, rollups included)")
     if store == "postgres":
         conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
         await conn.execute("VACUUM ANALYZE")
@@ -260,7 +288,7 @@ async def summary(store: str, rows: int, keep: bool) -> None:
             body = orjson.dumps({"days": days, **extra})
             samples = []
             for i in range(23):
-                command = Command(body, {"x-api-key": KEY}, f"req_{i}")
+                command = Command(body, {"x-api-key": KEY, "x-org-id": "acme"}, f"req_{i}")
                 t = time.perf_counter()
                 reply = await services.usage_queries.summary(command)
                 if i >= 3:
@@ -272,7 +300,8 @@ async def summary(store: str, rows: int, keep: bool) -> None:
             samples = []
             for i in range(13):
                 t = time.perf_counter()
-                await services.usage_queries.logs(Command(orjson.dumps(query), {"x-api-key": KEY}, f"req_{i}"))
+                await services.usage_queries.logs(Command(orjson.dumps(query), {"x-api-key": KEY, "x-org-id": "acme"},
+                                                         f"req_{i}"))
                 if i >= 3:
                     samples.append((time.perf_counter() - t) * 1000)
             label = "GET /usage/logs?" + "&".join(f"{k}={v}" for k, v in query.items())
@@ -290,8 +319,10 @@ async def summary(store: str, rows: int, keep: bool) -> None:
             await conn.close()
     finally:
         await services.close()
-        if schema and not keep:
+        if schema and not keep and not reuse:
             await drop_schema(schema)
+        elif schema:
+            print(f"kept schema {schema} (--reuse {schema})")
 
 
 def main() -> None:
@@ -315,6 +346,7 @@ def main() -> None:
     p.add_argument("--store", choices=("sqlite", "postgres"), default="postgres")
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--keep", action="store_true", help="keep the PostgreSQL schema")
+    p.add_argument("--reuse", metavar="SCHEMA", help="query a kept schema instead of loading rows")
     args = parser.parse_args()
     if args.command == "observer":
         uvloop.run(observer(args.calls, args.writer, args.await_ack))  # workers run on uvloop
@@ -323,7 +355,7 @@ def main() -> None:
     elif args.command == "ingest":
         uvloop.run(ingest(args.store, args.events, args.batch, args.spread_s))
     else:
-        asyncio.run(summary(args.store, args.rows, args.keep))
+        uvloop.run(summary(args.store, args.rows, args.keep, args.reuse))
 
 
 if __name__ == "__main__":

@@ -23,14 +23,16 @@ import functools
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NoStreamResponseError, NotFoundError
 
-from contracts.usage import UsageEvent, usage_subject
+from contracts.usage import usage_subject
+from service.usage.events import encode_event
 
 log = logging.getLogger("symbia.integrations.usage")
 
@@ -84,9 +86,10 @@ class UsagePublisher:
         """Publish first attempts on the connection the replies go out on (see the module doc)."""
         self._reply_js = nc.jetstream(publish_async_max_pending=MAX_UNACKED + 1)
 
-    async def publish(self, event: UsageEvent) -> None:
-        """Never raises: usage must not turn a served call into an error."""
-        item = PendingEvent(usage_subject(event.orgId), event.model_dump_json().encode(), event.id)
+    async def publish(self, event: Mapping[str, Any]) -> None:
+        """`event`: the fields of a UsageEvent. Never raises: usage must not turn a served call
+        into an error."""
+        item = PendingEvent(usage_subject(event["orgId"]), encode_event(event), event["id"])
         if self._js is None or self._backlog or len(self._unacked) >= MAX_UNACKED:
             self._hold(item)
             return

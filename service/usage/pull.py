@@ -12,6 +12,7 @@ silent (the server restarted) is abandoned after its expiry.
 """
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -37,7 +38,8 @@ class PullBatches:
         self._outstanding = 0               # messages the open request may still deliver
         self._requested_at = 0.0
         self._error: str | None = None
-        self._arrived = asyncio.Event()
+        self._arrived = asyncio.Event()     # something arrived (the first message, or the end)
+        self._full = asyncio.Event()        # the batch is complete or the request ended
 
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
@@ -68,27 +70,22 @@ class PullBatches:
             if status not in _EXPIRED and "Exceeded" not in description:  # MaxAckPending etc. just end it
                 self._error = f"{status} {description}".strip()
         self._arrived.set()
+        if len(self._buffer) >= self._batch or not self._outstanding:
+            self._full.set()
 
     async def take(self, linger_s: float, idle_s: float) -> list[Msg]:
         """The messages that arrived: waits up to `idle_s` for the first, then up to `linger_s`
-        for the batch to fill. [] when nothing came. Raises ConsumerGone."""
+        for the batch to fill (one timer each, not one per message). [] when nothing came.
+        Raises ConsumerGone."""
         await self._request()
-        if not self._buffer:
+        if not self._buffer and not self._error:
             self._arrived.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), idle_s)
-            except TimeoutError:
-                pass
-        deadline = time.monotonic() + linger_s
-        while self._buffer and len(self._buffer) < self._batch and self._outstanding:
-            self._arrived.clear()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                await asyncio.wait_for(self._arrived.wait(), remaining)
-            except TimeoutError:
-                break
+        if self._buffer and len(self._buffer) < self._batch and self._outstanding:
+            self._full.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._full.wait(), linger_s)
         if self._error:
             error, self._error = self._error, None
             raise ConsumerGone(error)

@@ -150,7 +150,7 @@ async def test_without_jetstream_events_wait_in_a_bounded_buffer_then_are_logged
         caplog.set_level(logging.WARNING, "symbia.integrations.usage")
         started = asyncio.get_running_loop().time()
         for event in events:
-            await publisher.publish(event)  # never raises
+            await publisher.publish(event.model_dump())  # never raises
         assert asyncio.get_running_loop().time() - started < 1.5  # only the first one waited
         assert publisher.buffered == 3 and publisher.dropped == 2
         await publisher.close(0.2)
