@@ -43,7 +43,7 @@ CREATE TABLE {name} (
     completion_tokens bigint NOT NULL, total_tokens bigint NOT NULL, cost_micros bigint NOT NULL,
     duration_ms bigint NOT NULL, last_ts timestamptz NOT NULL,
     PRIMARY KEY (org_id, bucket, integration, principal_id)
-)"""
+) WITH (fillfactor = 70)"""
 
 # Migration n takes the schema from version n-1 to n. Append only.
 MIGRATIONS: tuple[tuple[str, ...], ...] = (
