@@ -10,6 +10,8 @@ from service.execute import ExecuteService
 from service.invoke.credentials import IntegrationCredentials
 from service.invoke.service import InvokeService
 from service.mcp.client import McpPool
+from service.mcp.endpoint import McpEndpointService
+from service.mcp.toolset import ToolCatalog
 from service.outbound import OutboundGuard
 from service.providers.base import ProviderSpec
 from service.providers.capabilities import build_provider_table
@@ -83,6 +85,11 @@ class Services:
                                     settings=settings)
 
         self.discovery.integration_count = self._integration_count
+
+        # --- the gateway's own MCP endpoint (docs/MCP.md): tools from the registry, calls through invoke
+        self.mcp_tools = ToolCatalog(self.registry, self.providers, self.credentials)
+        self.mcp_endpoint = McpEndpointService(access=self.access, tools=self.mcp_tools, invoke=self.invoke,
+                                               page_size=settings.mcp_page_size)
 
     async def _integration_count(self) -> int:
         return len(self.registry_store.entries())

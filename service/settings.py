@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     integration_credentials: dict[str, str] = Field(
         default_factory=dict, validation_alias="INTEGRATIONS_CREDENTIALS", repr=False)
 
+    # --- MCP server endpoint (docs/MCP.md) -------------------------------------------------
+    # Tools per tools/list page (clients follow nextCursor).
+    mcp_page_size: int = Field(100, ge=1, le=1000, validation_alias="INTEGRATIONS_MCP_PAGE_SIZE")
+
     @field_validator("openai_base_url", "huggingface_base_url", "models_service_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
