@@ -26,8 +26,12 @@ wrapped as `{"result": ...}` (the 2025 revisions require an object root), and so
 from __future__ import annotations
 
 import copy
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 _SCHEMA_MAPS = ("properties", "patternProperties", "$defs", "definitions", "dependentSchemas")
 _SCHEMA_LISTS = ("allOf", "anyOf", "oneOf", "prefixItems")
@@ -136,17 +140,39 @@ def _relax(schema: dict[str, Any]) -> None:
         _admit_null(schema)
 
 
-def _valid(schema: Any) -> bool:
-    from jsonschema import Draft202012Validator  # ~0.1 s to import: only where tools are built
-    from jsonschema.exceptions import SchemaError
+class _MetaCheck:
+    """Whether a schema is a well-formed JSON Schema (the keyword shapes: `type` names, numeric
+    bounds, `required` lists...). The Draft 7 metaschema checks those shapes ~6x faster than the
+    2020-12 one (whose dynamic references dominate with this validator); verdicts are cached by
+    content, so the provider schemas shared by every org are checked once per process."""
 
-    try:
-        Draft202012Validator.check_schema(schema)
-    except SchemaError:
-        return False
-    except RecursionError:
-        return False
-    return True
+    def __init__(self, size: int = 8192) -> None:
+        self._meta: Any = None
+        self._verdicts: OrderedDict[bytes, bool] = OrderedDict()
+        self._size = size
+
+    def __call__(self, schema: Any) -> bool:
+        try:
+            key = hashlib.sha256(orjson.dumps(schema, option=orjson.OPT_SORT_KEYS)).digest()
+        except (TypeError, orjson.JSONEncodeError):
+            return False
+        verdict = self._verdicts.get(key)
+        if verdict is None:
+            if self._meta is None:
+                from jsonschema import Draft7Validator  # ~0.1 s to import: only where tools are built
+
+                self._meta = Draft7Validator(Draft7Validator.META_SCHEMA)
+            try:
+                verdict = bool(self._meta.is_valid(schema))
+            except RecursionError:
+                verdict = False
+            self._verdicts[key] = verdict
+            while len(self._verdicts) > self._size:
+                self._verdicts.popitem(last=False)
+        return verdict
+
+
+_valid = _MetaCheck()
 
 
 def _strip_header_mirrors(node: Any, depth: int = 0) -> Any:
