@@ -154,3 +154,11 @@ def test_random_operation_ids_always_give_valid_tools():
         op_id = "".join(rng.choice(string.printable) for _ in range(rng.randint(1, 90)))
         tool = build_tool(entry("k"), {"id": op_id, "method": "POST", "path": "/p"}, assign_names([("k", op_id)])[0])
         assert NAME.match(tool.name) and tool.wire["inputSchema"]["type"] == "object"
+
+
+def test_the_announced_protocol_versions_are_the_sdks():
+    from mcp_types.version import SUPPORTED_PROTOCOL_VERSIONS
+
+    from contracts.mcp import PROTOCOL_VERSIONS
+
+    assert tuple(SUPPORTED_PROTOCOL_VERSIONS) == PROTOCOL_VERSIONS

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import CALLER_KEY
-from tests.mcp.conftest import ALLOWED_ORIGIN, ENDPOINT
+from tests.registry.mcp_endpoint.conftest import ALLOWED_ORIGIN, ENDPOINT
 
 ACCEPT = "application/json, text/event-stream"
 

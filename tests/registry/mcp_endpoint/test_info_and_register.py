@@ -2,8 +2,8 @@
 
 import uuid
 
-from tests.mcp.conftest import LEGACY, all_tools, connect
 from tests.registry.conftest import as_org, must
+from tests.registry.mcp_endpoint.conftest import LEGACY, all_tools, connect
 
 
 async def test_info_counts_what_tools_list_returns(gateway, http, tenant):

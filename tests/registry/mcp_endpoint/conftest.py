@@ -1,6 +1,7 @@
-"""The api under uvicorn on a loopback port (the SDK's client speaks real HTTP), connected to the
-session worker; an org with an OpenAPI service (httpbinx), an MCP server (the SDK test server)
-and a custom integration registered, shared by the tests of this package."""
+"""The MCP server endpoint (docs/MCP.md). The api under uvicorn on a loopback port (the SDK's client
+speaks real HTTP), connected to the session worker; an org with an OpenAPI service (httpbinx), an
+MCP server (the SDK test server) and a custom integration registered, shared by the tests of this
+package (the peers are the registry tests' own)."""
 
 import asyncio
 import uuid
@@ -16,7 +17,7 @@ from mcp.client.streamable_http import streamable_http_client
 from api.app import create_app
 from api.settings import ApiSettings
 from tests.conftest import CALLER_KEY, free_port
-from tests.registry.conftest import as_org, httpbin, mcp_server, must  # noqa: F401  (fixtures)
+from tests.registry.conftest import as_org, must
 
 ENDPOINT = "/api/integrations/mcp"
 ALLOWED_ORIGIN = "https://console.example"
@@ -58,7 +59,7 @@ class Tenant:
 
 
 @pytest.fixture(scope="session")
-async def tenant(http, httpbin, mcp_server) -> Tenant:  # noqa: F811
+async def tenant(http, httpbin, mcp_server) -> Tenant:
     """One org with httpbinx (OpenAPI 3.1), the SDK test MCP server and a custom integration whose
     operation id holds `.` and `_` (its tool name must still resolve back)."""
     tenant = Tenant(f"mcp-{uuid.uuid4().hex[:8]}")

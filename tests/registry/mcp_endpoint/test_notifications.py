@@ -10,8 +10,8 @@ from mcp_types import ToolListChangedNotification
 
 from service.mcp.endpoint import _Running
 from tests.conftest import CALLER_KEY
-from tests.mcp.conftest import LEGACY, MODERN, connect
 from tests.registry.conftest import as_org, must
+from tests.registry.mcp_endpoint.conftest import LEGACY, MODERN, connect
 
 
 def custom(key: str, url: str) -> dict:
