@@ -3,7 +3,8 @@ methods POST, GET (the 2025 standalone stream) and DELETE (end a 2025 session).
 
 Every HTTP request, before the SDK sees it:
 1. Origin: present and not allowed → 403 (the spec's MUST, against DNS rebinding); Host, when
-   INTEGRATIONS_MCP_ALLOWED_HOSTS is set: not listed → 421.
+   INTEGRATIONS_MCP_ALLOWED_HOSTS is set: not listed → 421; a declared body above
+   INTEGRATIONS_MAX_BODY_BYTES → 413.
 2. Caller: one `integrations.v1.mcp.authenticate` request with the identity headers, exactly as
    every REST route authenticates (X-API-Key, Bearer, cookie, X-Org-Id). A failure is the HTTP
    status and error envelope of the REST routes (401 with `WWW-Authenticate: Bearer`, 403, 400),
@@ -98,6 +99,11 @@ class McpEndpoint:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope)
         response = self._check_origin(request)
+        length = request.headers.get("content-length", "")
+        if response is None and length.isdigit() and int(length) > self._settings.max_body_bytes:
+            response = envelope_response(413, f"Request body too large. Maximum size is {self._settings.max_body_bytes}"
+                                         " bytes", ErrorCategory.validation, reason=Reason.BODY_TOO_LARGE,
+                                         request_id=request_id_of(request))
         if response is None:
             caller, response = await self._authenticate(request)
         if response is not None:

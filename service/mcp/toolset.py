@@ -113,9 +113,15 @@ def _text(value: Any) -> str | None:
 
 def _description(entry: Entry, op: dict[str, Any]) -> str:
     summary, description = _text(op.get("summary")), _text(op.get("description"))
-    parts = [summary] if summary else []
-    if description and description != summary:
-        parts.append(description)
+    if entry.source == "provider":
+        parts = [f"{summary or op['id']} with {entry.name}, through the gateway (which holds the credential). "
+                 "Arguments: the execute params (`model` is required)."]
+    elif summary and description and description.startswith(summary):
+        parts = [description]      # MCP tools: the summary is the description's first line
+    else:
+        parts = [text for text in (summary, description) if text]
+        if len(parts) == 2 and parts[0] == parts[1]:
+            parts = parts[:1]
     if not parts:
         parts.append(f"Execute {entry.key} {op['id']}")
     if op.get("method") and op.get("path") and entry.source != "provider":

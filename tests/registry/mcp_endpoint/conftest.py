@@ -21,6 +21,7 @@ from tests.registry.conftest import as_org, must
 
 ENDPOINT = "/api/integrations/mcp"
 ALLOWED_ORIGIN = "https://console.example"
+MAX_BODY = 200_000
 LEGACY = "legacy"          # the SDK client's initialize handshake: negotiates 2025-11-25
 MODERN = "auto"            # probes server/discover: negotiates 2026-07-28
 ERAS = {LEGACY: "2025-11-25", MODERN: "2026-07-28"}
@@ -35,7 +36,7 @@ class Gateway:
 @pytest.fixture(scope="session")
 async def gateway(worker, nats_url: str) -> AsyncIterator[Gateway]:
     settings = ApiSettings(_env_file=None, nats_url=nats_url, worker_silence_s=3, mcp_progress_s=0.2,
-                           mcp_allowed_origins=ALLOWED_ORIGIN)
+                           mcp_allowed_origins=ALLOWED_ORIGIN, max_body_bytes=MAX_BODY)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
                                            lifespan="on", timeout_graceful_shutdown=2))

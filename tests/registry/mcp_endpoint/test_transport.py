@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from tests.conftest import CALLER_KEY
-from tests.registry.mcp_endpoint.conftest import ALLOWED_ORIGIN, ENDPOINT
+from tests.registry.mcp_endpoint.conftest import ALLOWED_ORIGIN, ENDPOINT, MAX_BODY
 
 ACCEPT = "application/json, text/event-stream"
 
@@ -132,3 +132,5 @@ async def test_exact_path_and_alias_without_redirects(raw, tenant):
         assert response.status_code == 200 and not response.is_redirect, path
     batch = await raw.post(ENDPOINT, headers=headers_for(tenant), json=[init(), init(request_id=2)])
     assert batch.status_code == 400
+    huge = await raw.post(ENDPOINT, headers=headers_for(tenant), json={**init(), "pad": "x" * MAX_BODY})
+    assert huge.status_code == 413 and huge.json()["reason"] == "body_too_large"
