@@ -51,4 +51,4 @@ def document() -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(document(), indent=2))
+    print(json.dumps(document(), indent=2, sort_keys=True))  # stable file: the channel order varies per run
