@@ -76,6 +76,9 @@ class Reason:
     UPSTREAM_OVERLOADED = "upstream_overloaded"
     NOT_FOUND = "not_found"
     INTERNAL = "internal_error"
+    STREAM_UNSUPPORTED = "stream_unsupported"
+    STREAM_INTERRUPTED = "stream_interrupted"
+    CLIENT_DISCONNECTED = "client_disconnected"
     # Identity, organizations and credentials (docs/IDENTITY.md)
     IDENTITY_UNAVAILABLE = "identity_unavailable"
     ORG_REQUIRED = "org_required"

@@ -10,7 +10,7 @@ own `ROUTES`; this module only collects them. A route's request travels as follo
   (POST: plus the parsed body under the key ``body``).
 """
 
-from contracts import discovery, execute, invoke, mcp, registry
+from contracts import discovery, execute, invoke, mcp, openai, registry
 from contracts.envelope import ErrorEnvelope
 from contracts.http import ALIAS_PREFIX, API_PREFIX, QueryParam, Route
 
@@ -20,6 +20,7 @@ ROUTES: tuple[Route, ...] = (
     *registry.ROUTES,
     *invoke.ROUTES,
     *mcp.ROUTES,
+    *openai.ROUTES,
 )
 
 ERROR_MODEL = ErrorEnvelope

@@ -23,8 +23,10 @@ from contracts.health import WorkerPing
 from handlers.bus import BusEndpoint, Heartbeats, as_message
 from handlers.connection import connect_options
 from handlers.payloads import PayloadStore
+from handlers.streams import StreamEndpoint, StreamFlows
 from service import __version__
 from service.container import Services
+from service.openai_compat import openai_error_reply
 from service.settings import Settings
 
 log = logging.getLogger("symbia.integrations.worker")
@@ -70,11 +72,23 @@ def build_app(settings: Settings) -> FastStream:
     def heartbeats() -> Heartbeats | None:
         return state.get("heartbeats")  # type: ignore[return-value]
 
-    def endpoint(subject: str, handler, prefix: str, description: str) -> None:
-        run = BusEndpoint(handler, prefix, payloads, heartbeats, services.observers, lambda: broker.connection)
+    def endpoint(subject: str, handler, prefix: str, description: str, render=None) -> None:
+        run = BusEndpoint(handler, prefix, payloads, heartbeats, services.observers, lambda: broker.connection,
+                          render)
         broker.subscriber(
             subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
             decoder=as_message, title=subject, description=description,
+        )(run)
+
+    def flows() -> StreamFlows:
+        return state["flows"]  # type: ignore[return-value]
+
+    def stream_endpoint(subject: str, opener, prefix: str, description: str, render=None) -> None:
+        """A streaming subject (docs/STREAMING.md): replies are published by the endpoint itself."""
+        run = StreamEndpoint(opener, prefix, payloads, heartbeats, flows, services.observers, render)
+        broker.subscriber(
+            subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
+            decoder=as_message, no_reply=True, title=subject, description=description,
         )(run)
 
     endpoint(subjects.EXECUTE, services.execute, services.execute.request_id_prefix,
@@ -124,6 +138,22 @@ def build_app(settings: Settings) -> FastStream:
     async def mcp_cancel(message: NatsMessage) -> None:
         await mcp.cancel(message.headers or {}, message.body)
 
+    # Streams and the OpenAI-compatible routes (docs/STREAMING.md).
+    stream_endpoint(subjects.EXECUTE_STREAM, services.execute.open_stream, services.execute.request_id_prefix,
+                    "Execute as a stream; request = ExecuteRequest JSON; replies = start, chunk (StreamDelta), "
+                    "end (the execute reply) or error, with x-kind / x-seq headers (docs/STREAMING.md).")
+    openai = services.openai
+    endpoint(subjects.OPENAI_CHAT, openai.chat, openai.request_id_prefix,
+             "OpenAI-compatible chat completion; request and reply in OpenAI's wire format.",
+             render=openai_error_reply)
+    stream_endpoint(subjects.OPENAI_CHAT_STREAM, openai.open_chat_stream, openai.request_id_prefix,
+                    "OpenAI-compatible chat completion as a stream; chunks are chat.completion.chunk objects.",
+                    render=openai_error_reply)
+    endpoint(subjects.OPENAI_EMBEDDINGS, openai.embeddings, openai.request_id_prefix,
+             "OpenAI-compatible embeddings.", render=openai_error_reply)
+    endpoint(subjects.OPENAI_MODELS, openai.models, openai.request_id_prefix,
+             "OpenAI-compatible model list (provider/model ids).", render=openai_error_reply)
+
     ping_reply = WorkerPing(worker=WORKER_ID, version=__version__).model_dump_json().encode()
 
     @broker.subscriber(subjects.HEALTH_PING, queue=subjects.QUEUE_GROUP, decoder=as_message,
@@ -131,15 +161,24 @@ def build_app(settings: Settings) -> FastStream:
     async def ping(message: NatsMessage) -> NatsResponse:
         return NatsResponse(ping_reply, headers={h.STATUS: "200"})
 
-    async def started() -> None:
-        nc = broker.connection
+    async def prepare() -> None:
+        # FastStream runs on_startup hooks, then broker.start() (connect, then start every
+        # subscriber: messages flow from that moment), then after_startup hooks. Everything a
+        # handler uses must exist before the subscribers start, so connect here (broker.start()
+        # reuses the connection) and build the shared state on it.
+        nc = await broker.connect()
         state["payloads"] = PayloadStore(nc)
         await state["payloads"].bucket()  # exists before any client needs it (docs/CONTRACTS.md)
         await services.start(nc)
         beats = Heartbeats(nc, settings.heartbeat_s)
         beats.start()
         state["heartbeats"] = beats
-        url = nc.connected_url
+        stream_flows = StreamFlows(nc, settings.stream_ack_timeout_s, settings.stream_window)
+        await stream_flows.start()
+        state["flows"] = stream_flows
+
+    async def started() -> None:
+        url = broker.connection.connected_url
         log.info("worker %s ready on nats://%s:%s (concurrency %d)", WORKER_ID, url.hostname if url else "?",
                  url.port if url else "?", settings.worker_concurrency)
 
@@ -161,13 +200,17 @@ def build_app(settings: Settings) -> FastStream:
         beats = heartbeats()
         if beats:
             await beats.stop()
+        stream_flows = state.get("flows")
+        if stream_flows:
+            await stream_flows.stop()  # type: ignore[attr-defined]
         await services.close()
         log.info("worker %s stopped", WORKER_ID)
 
     app = FastStream(
         broker,
         logger=log,
-        on_startup=[services.load],        # first Catalog load, before any subscriber takes a message
+        # First Catalog load, then the connection and shared state, before any subscriber takes a message.
+        on_startup=[services.load, prepare],
         after_startup=[started],
         on_shutdown=[stopping],
         after_shutdown=[stopped],

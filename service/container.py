@@ -12,6 +12,7 @@ from service.invoke.service import InvokeService
 from service.mcp.client import McpPool
 from service.mcp.endpoint import McpEndpointService
 from service.mcp.toolset import ToolCatalog
+from service.openai_compat import OpenAICompatService
 from service.outbound import OutboundGuard
 from service.providers.base import ProviderSpec
 from service.providers.capabilities import build_provider_table
@@ -51,6 +52,7 @@ class Services:
             credentials=self.credentials,
             timeout_for=settings.timeout_for,
         )
+        self.openai = OpenAICompatService(self.execute, self.access, settings.openai_default_provider)
         self.provider_configs = ProviderConfigs(self.providers, settings.catalog_service_url, self.transport,
                                                 timeout_s=settings.catalog_timeout_s,
                                                 refresh_s=settings.catalog_refresh_s)

@@ -137,6 +137,15 @@ class Settings(BaseSettings):
     # Tools per tools/list page (clients follow nextCursor).
     mcp_page_size: int = Field(100, ge=1, le=1000, validation_alias="INTEGRATIONS_MCP_PAGE_SIZE")
 
+    # --- streaming and the OpenAI-compatible routes (docs/STREAMING.md) -----------------------
+    # Chunks a requester may have unacknowledged; a requester asks for less with x-stream-window.
+    stream_window: int = Field(64, ge=1, le=4096, validation_alias="INTEGRATIONS_STREAM_WINDOW")
+    # A stream whose requester acknowledges nothing for this long is abandoned and its upstream
+    # request cancelled (the requester died, or its client stopped reading).
+    stream_ack_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_STREAM_ACK_TIMEOUT_S")
+    # Provider of bare model names on /v1 routes (`gpt-4o-mini` = `openai/gpt-4o-mini`).
+    openai_default_provider: str = Field("openai", validation_alias="INTEGRATIONS_OPENAI_DEFAULT_PROVIDER")
+
     @field_validator("openai_base_url", "huggingface_base_url", "models_service_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

@@ -11,8 +11,9 @@ URL and every redirect hop is checked before it is requested, and its requests c
 headers the caller of `fetch` builds (no trace or caller ids of the platform).
 """
 
+import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -25,6 +26,7 @@ from service import __version__
 from service.errors import GatewayError
 from service.outbound import GuardedResolver, OutboundGuard, denied, is_denial
 from service.providers.base import UpstreamCall
+from service.sse import EventTooLarge, SseDecoder, SseEvent
 
 _USER_AGENT = f"symbia-integrations/{__version__}"
 
@@ -105,6 +107,35 @@ class UpstreamTransport:
         for session in sessions:
             await session.close()
 
+    async def open_stream(self, family: str, call: UpstreamCall, timeout_s: float, *, provider: str,
+                          operation: str) -> "UpstreamStream | UpstreamResponse":
+        """Send a streaming request. A 2xx answer comes back as an UpstreamStream to read events
+        from; anything else is read whole (bounded) as an UpstreamResponse for the adapter's
+        error classifier. `timeout_s` bounds the wait for the answer and every gap between two
+        reads of the stream, not the stream's total length."""
+        headers = {"accept": "text/event-stream", **call.headers}
+        data = None
+        if call.body is not None:
+            data = orjson.dumps(call.body)
+            headers["content-type"] = "application/json"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
+        self._check(family, call.url)
+        try:
+            async with asyncio.timeout(timeout_s):
+                response = await self._session(family).request(call.method, call.url, data=data, headers=headers,
+                                                               timeout=timeout, allow_redirects=False)
+            if 200 <= response.status < 300:
+                return UpstreamStream(response, timeout_s, self._max_response_bytes, provider, operation)
+            try:
+                body = await self._read(response, provider, operation)
+            finally:
+                response.release()
+            return UpstreamResponse(response.status, response.headers, _decode(body))
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            raise _timeout(provider, operation, timeout_s) from None
+        except aiohttp.ClientError as exc:
+            raise _network_error(exc, provider, operation) from None
+
     async def send(self, family: str, call: UpstreamCall, timeout_s: float, *, provider: str,
                    operation: str) -> UpstreamResponse:
         headers = {"accept": "application/json", **call.headers}
@@ -112,6 +143,7 @@ class UpstreamTransport:
         if call.body is not None:
             data = orjson.dumps(call.body)
             headers["content-type"] = "application/json"
+        self._check(family, call.url)
         try:
             async with self._session(family).request(
                 call.method, call.url, data=data, headers=headers,
@@ -120,12 +152,14 @@ class UpstreamTransport:
                 body = await self._read(response, provider, operation)
                 return UpstreamResponse(response.status, response.headers, _decode(body))
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise GatewayError(f"Request to {provider} timed out after {timeout_s:g}s", ErrorCategory.timeout,
-                               reason=Reason.UPSTREAM_TIMEOUT, provider=provider, operation=operation) from None
+            raise _timeout(provider, operation, timeout_s) from None
         except aiohttp.ClientError as exc:
-            raise GatewayError(f"Network error connecting to {provider}: {type(exc).__name__}",
-                               ErrorCategory.network, reason=Reason.UPSTREAM_UNREACHABLE, provider=provider,
-                               operation=operation) from None
+            raise _network_error(exc, provider, operation) from None
+
+    def _check(self, family: str, url: str) -> None:
+        """OUTBOUND URLs pass the guard before anything is sent (the resolver checks again)."""
+        if family == OUTBOUND:
+            self.guard.check_url(url, "URL")
 
     async def fetch(self, family: str, request: HttpRequest, timeout_s: float, *, name: str,
                     operation: str | None = None, max_bytes: int | None = None,
@@ -162,15 +196,9 @@ class UpstreamTransport:
             raise GatewayError(f"{name} redirected too many times", ErrorCategory.provider,
                                reason=Reason.UPSTREAM_ERROR, provider=name, operation=operation)
         except (TimeoutError, aiohttp.ServerTimeoutError):
-            raise GatewayError(f"Request to {name} timed out after {timeout_s:g}s", ErrorCategory.timeout,
-                               reason=Reason.UPSTREAM_TIMEOUT, provider=name, operation=operation) from None
+            raise _timeout(name, operation, timeout_s) from None
         except aiohttp.ClientError as exc:
-            if is_denial(exc):
-                raise denied(f"Refused to connect to {name}: its host resolves to a non-public address; "
-                             "list the host in INTEGRATIONS_OUTBOUND_ALLOW to allow it") from None
-            raise GatewayError(f"Network error connecting to {name}: {type(exc).__name__}",
-                               ErrorCategory.network, reason=Reason.UPSTREAM_UNREACHABLE, provider=name,
-                               operation=operation) from None
+            raise _network_error(exc, name, operation) from None
 
     async def _read(self, response: aiohttp.ClientResponse, provider: str, operation: str,
                     max_bytes: int | None = None) -> bytes:
@@ -187,6 +215,93 @@ class UpstreamTransport:
                 raise _too_large(provider, operation)
             chunks.append(chunk)
         return b"".join(chunks)
+
+
+# After a stream's end marker: how long and how much to read for its connection to be reusable.
+_DRAIN_S = 1.0
+_DRAIN_BYTES = 64 * 1024
+
+
+class UpstreamAborted(Exception):
+    """The stream was aborted on our side (the consumer went away); not an upstream failure."""
+
+
+class UpstreamStream:
+    """A 2xx streaming answer being read: server-sent events as they arrive. `abort()` closes
+    the connection at once (from any task), which cancels the request upstream: providers stop
+    generating, and bill, when the client goes away."""
+
+    def __init__(self, response: aiohttp.ClientResponse, timeout_s: float, max_event_bytes: int, provider: str,
+                 operation: str) -> None:
+        self._response = response
+        self._timeout_s = timeout_s
+        self._max_event_bytes = max_event_bytes
+        self._provider = provider
+        self._operation = operation
+        self.aborted = False
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        return self._response.headers
+
+    async def events(self) -> AsyncIterator[SseEvent]:
+        decoder = SseDecoder(self._max_event_bytes)
+        try:
+            async for data in self._response.content.iter_any():
+                for event in decoder.feed(data):
+                    yield event
+            if self.aborted:
+                raise UpstreamAborted
+            for event in decoder.close():
+                yield event
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            if self.aborted:
+                raise UpstreamAborted from None
+            raise GatewayError(f"{self._provider} sent nothing for {self._timeout_s:g}s in the middle of the stream",
+                               ErrorCategory.timeout, reason=Reason.UPSTREAM_TIMEOUT, provider=self._provider,
+                               operation=self._operation) from None
+        except aiohttp.ClientError as exc:
+            if self.aborted:
+                raise UpstreamAborted from None
+            raise GatewayError(f"The connection to {self._provider} broke in the middle of the stream "
+                               f"({type(exc).__name__})", ErrorCategory.network, reason=Reason.STREAM_INTERRUPTED,
+                               provider=self._provider, operation=self._operation) from None
+        except EventTooLarge:
+            raise _too_large(self._provider, self._operation) from None
+
+    def abort(self) -> None:
+        self.aborted = True
+        self._response.close()
+
+    async def finish(self) -> None:
+        """After the end marker: read what little follows (the chunked terminator) so the
+        connection goes back to the pool; an upstream that keeps talking loses its connection."""
+        content = self._response.content
+        try:
+            async with asyncio.timeout(_DRAIN_S):
+                drained = 0
+                while not content.at_eof() and drained <= _DRAIN_BYTES:
+                    drained += len(await content.readany())
+        except (TimeoutError, aiohttp.ClientError):
+            pass
+        if content.at_eof():
+            self._response.release()
+        else:
+            self._response.close()
+
+
+def _timeout(provider: str, operation: str | None, timeout_s: float) -> GatewayError:
+    return GatewayError(f"Request to {provider} timed out after {timeout_s:g}s", ErrorCategory.timeout,
+                        reason=Reason.UPSTREAM_TIMEOUT, provider=provider, operation=operation)
+
+
+def _network_error(exc: aiohttp.ClientError, name: str, operation: str | None) -> GatewayError:
+    """A connection that failed; the outbound guard's refusal (inside DNS) is a 403, not a network error."""
+    if is_denial(exc):
+        return denied(f"Refused to connect to {name}: its host resolves to a non-public address; "
+                      "list the host in INTEGRATIONS_OUTBOUND_ALLOW to allow it")
+    return GatewayError(f"Network error connecting to {name}: {type(exc).__name__}", ErrorCategory.network,
+                        reason=Reason.UPSTREAM_UNREACHABLE, provider=name, operation=operation)
 
 
 def _too_large(provider: str, operation: str) -> GatewayError:

@@ -165,6 +165,7 @@ def settings(nats_url: str, llmock: LLMock, hf_fake: FakeHuggingFace, data_dir: 
         upstream_timeout_s=3,
         heartbeat_s=0.5,
         worker_concurrency=64,
+        stream_ack_timeout_s=1.0,
         anthropic_base_url=f"{llmock.url}/anthropic",   # llmock serves the Messages API there
         anthropic_api_key=ANTHROPIC_KEY,
         models_service_url=models_service.url,

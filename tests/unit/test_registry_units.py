@@ -10,6 +10,7 @@ from service.invoke.auth import apply_auth, normalize_auth
 from service.invoke.http import build_request
 from service.mcp.client import stdio_allowed
 from service.outbound import OutboundDenied, OutboundGuard
+from service.providers.base import UpstreamCall
 from service.registry.namespace import build_namespace, dotted_id, walk
 from service.registry.openapi import (
     SpecError,
@@ -18,6 +19,7 @@ from service.registry.openapi import (
     parse_spec,
     server_url,
 )
+from service.transport import OUTBOUND, UpstreamTransport
 
 
 @pytest.mark.parametrize(("operation_id", "expected"), [
@@ -197,3 +199,15 @@ def test_stdio_allow_list():
     assert not stdio_allowed(allow, "node", ["-e", "require('child_process')"])
     assert not stdio_allowed(allow, "/usr/bin/uvx", [])
     assert not stdio_allowed((), "uvx", [])
+
+
+async def test_streams_to_outbound_urls_pass_the_guard():
+    """open_stream applies the same guard as fetch to the OUTBOUND family (nothing is sent)."""
+    transport = UpstreamTransport(4, 1 << 20, OutboundGuard())
+    try:
+        with pytest.raises(GatewayError) as refused:
+            await transport.open_stream(OUTBOUND, UpstreamCall("POST", "http://127.0.0.1:9/v1/chat/completions"),
+                                        1, provider="x", operation="chat.completions")
+        assert refused.value.status == 403 and refused.value.reason == "outbound_denied"
+    finally:
+        await transport.close()
