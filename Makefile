@@ -34,6 +34,9 @@ lint: venv-test
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+bench: venv-test
+	$(BIN)/python -m bench.latency
+
 asyncapi: venv
 	$(BIN)/python -m handlers.asyncapi > docs/asyncapi.json
 

@@ -2,7 +2,8 @@
 
 The request is the original service's execute body (reference §3.1) with its defects fixed:
 snake_case spellings are accepted beside camelCase, `dimensions` is accepted for embeddings,
-the `developer` role is allowed, and `credentialId` is carried (honoured by the identity layer).
+the `developer` role is allowed, and `credentialId` is carried to the credential resolver (local mode
+has one key per provider and ignores it; the Identity resolver looks the credential up by id).
 Unknown keys are still rejected so that typos surface as a 400 instead of being dropped.
 """
 
@@ -13,6 +14,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from contracts import subjects
 from contracts.http import API_PREFIX, Route
+from contracts.streaming import EXECUTE_SSE, StreamRoute
 
 
 class Operation(StrEnum):
@@ -102,6 +104,10 @@ class ExecuteRequest(BaseModel):
     operation: str = Field(min_length=1, max_length=64)
     params: ExecuteParams
     credentialId: str | None = Field(None, validation_alias=_alias("credentialId", "credential_id"))
+    # Top level, not in params: it changes how the answer is delivered, not what the provider is
+    # asked. Over HTTP `true` answers with server-sent events; on the bus it belongs on the
+    # subject integrations.v1.execute.stream (docs/STREAMING.md).
+    stream: bool = False
 
 
 # --- normalized replies (reference §3.3) ----------------------------------------------------
@@ -166,5 +172,6 @@ ROUTES = (
             "callers never send them. Errors use the one error envelope."
         ),
         error_statuses=(400, 401, 402, 403, 413, 422, 429, 500, 502, 503, 504),
+        stream=StreamRoute(subjects.EXECUTE_STREAM, EXECUTE_SSE),
     ),
 )

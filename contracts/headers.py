@@ -14,6 +14,8 @@ API_KEY = "x-api-key"
 COOKIE = "cookie"
 ORG_ID = "x-org-id"
 REQUEST_ID = "x-request-id"
+# A caller's X-Request-Id is adopted only when it is a sane token; otherwise one is minted.
+REQUEST_ID_PATTERN = r"^[A-Za-z0-9_.:\-]{1,128}$"
 TRACE_ID = "x-trace-id"
 TRACEPARENT = "traceparent"
 CALLER = "x-symbia-caller"
@@ -46,3 +48,19 @@ HTTP_REPLY_HEADERS = (
     "x-ratelimit-reset",
     REQUEST_ID,
 )
+
+# Streams (docs/STREAMING.md). Every message a worker sends for a streaming request carries
+# KIND: `start` (stream accepted: x-status 200, ACK_TO, STREAM_WINDOW), `chunk` (SEQ 1, 2, ...),
+# `heartbeat`, then one terminal message, `end` or `error` (SEQ and x-status). A request that
+# fails before the upstream accepted it gets one `error` message, exactly like a plain reply.
+# The requester sends `ack` (SEQ = last chunk consumed) and `cancel` messages to ACK_TO.
+KIND_START = "start"
+KIND_CHUNK = "chunk"
+KIND_END = "end"
+KIND_ERROR = "error"
+KIND_ACK = "ack"
+KIND_CANCEL = "cancel"
+SEQ = "x-seq"
+ACK_TO = "x-ack-to"
+# Requester → worker: how many unacknowledged chunks it accepts in flight (the worker caps it).
+STREAM_WINDOW = "x-stream-window"

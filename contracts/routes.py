@@ -10,12 +10,17 @@ own `ROUTES`; this module only collects them. A route's request travels as follo
   (POST: plus the parsed body under the key ``body``).
 """
 
-from contracts import execute, usage
+from contracts import discovery, execute, invoke, mcp, openai, registry, usage
 from contracts.envelope import ErrorEnvelope
 from contracts.http import ALIAS_PREFIX, API_PREFIX, QueryParam, Route
 
 ROUTES: tuple[Route, ...] = (
     *execute.ROUTES,
+    *discovery.ROUTES,
+    *registry.ROUTES,
+    *invoke.ROUTES,
+    *mcp.ROUTES,
+    *openai.ROUTES,
     *usage.ROUTES,
 )
 

@@ -62,6 +62,9 @@ class UsageEvent(BaseModel):
     credentialId: str | None = None
     callerService: str | None = Field(None, description="x-symbia-caller (else x-service-id) of the request")
     traceId: str | None = Field(None, description="x-trace-id, else the trace id of traceparent")
+    streamed: bool = Field(False, description="answered as a stream (SSE or a stream subject)")
+    partial: bool = Field(False, description="the stream stopped early (client gone, upstream failure)")
+    usageEstimated: bool = Field(False, description="tokens counted by the gateway, not reported by the upstream")
 
 
 # --- queries ---------------------------------------------------------------------------------
@@ -159,6 +162,9 @@ class UsageLogRow(BaseModel):
     credentialSource: str | None
     callerService: str | None
     traceId: str | None
+    streamed: bool
+    partial: bool
+    usageEstimated: bool
 
 
 class UsageLogs(BaseModel):

@@ -6,6 +6,7 @@ up to INTEGRATIONS_WORKER_CONCURRENCY messages at once (FastStream handles one a
 without `max_workers`).
 """
 
+import contextlib
 import logging
 import os
 import socket
@@ -22,8 +23,10 @@ from contracts.health import WorkerPing
 from handlers.bus import BusEndpoint, Heartbeats, as_message
 from handlers.connection import connect_options
 from handlers.payloads import PayloadStore
+from handlers.streams import StreamEndpoint, StreamFlows
 from service import __version__
 from service.container import Services
+from service.openai_compat import openai_error_reply
 from service.settings import Settings
 
 log = logging.getLogger("symbia.integrations.worker")
@@ -46,8 +49,9 @@ def exception_middleware() -> ExceptionMiddleware:
 
 
 def build_broker(settings: Settings, name: str) -> NatsBroker:
+    servers = [s.strip() for s in (settings.nats_url or "nats://127.0.0.1:4222").split(",") if s.strip()]
     return NatsBroker(
-        settings.nats_url or "nats://127.0.0.1:4222",
+        servers,
         name=name,
         logger=None,                       # no per-message INFO lines on the hot path
         apply_types=False,                 # handlers take the raw message (decoder below)
@@ -68,16 +72,88 @@ def build_app(settings: Settings) -> FastStream:
     def heartbeats() -> Heartbeats | None:
         return state.get("heartbeats")  # type: ignore[return-value]
 
-    def endpoint(subject: str, handler, prefix: str, description: str) -> None:
-        run = BusEndpoint(handler, prefix, payloads, heartbeats, services.observers)
+    def endpoint(subject: str, handler, prefix: str, description: str, render=None) -> None:
+        run = BusEndpoint(handler, prefix, payloads, heartbeats, services.observers, lambda: broker.connection,
+                          render)
         broker.subscriber(
             subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
             decoder=as_message, title=subject, description=description,
         )(run)
 
+    def flows() -> StreamFlows:
+        return state["flows"]  # type: ignore[return-value]
+
+    def stream_endpoint(subject: str, opener, prefix: str, description: str, render=None) -> None:
+        """A streaming subject (docs/STREAMING.md): replies are published by the endpoint itself."""
+        run = StreamEndpoint(opener, prefix, payloads, heartbeats, flows, services.observers, render)
+        broker.subscriber(
+            subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
+            decoder=as_message, no_reply=True, title=subject, description=description,
+        )(run)
+
     endpoint(subjects.EXECUTE, services.execute, services.execute.request_id_prefix,
              "Execute an LLM operation; request = ExecuteRequest JSON, reply = the HTTP body with x-status.")
 
+    discovery = services.discovery
+    for subject, handler, description in (
+        (subjects.PROVIDERS_LIST, discovery.providers_list, "Providers the gateway can call (no auth)."),
+        (subjects.PROVIDERS_GET, discovery.provider_get, "One provider's configuration; {provider} (no auth)."),
+        (subjects.PROVIDERS_MODELS, discovery.provider_models, "Models of one provider; {provider, capability?}."),
+        (subjects.MODELS_LIST, discovery.models, "Models of every provider; {capability?, purpose?}."),
+        (subjects.CAPABILITIES, discovery.capabilities, "Credential-aware providers and models of the caller."),
+        (subjects.STATUS, discovery.status, "Registered providers and circuit-breaker states (no auth)."),
+        (subjects.STATS, discovery.stats, "Counts of providers and integrations (no auth)."),
+    ):
+        endpoint(subject, handler, discovery.request_id_prefix, description)
+    # Registry and invoke (docs/REGISTRY.md).
+    registry = services.registry_service
+    for subject, handler, description in (
+        (subjects.REGISTRY_REGISTER, registry.register, "Register or update an integration (RegisterRequest)."),
+        (subjects.REGISTRY_MCP_REGISTER, registry.mcp_register, "Register an MCP server (flat McpRegisterRequest)."),
+        (subjects.REGISTRY_LIST, registry.list, "Integrations visible to the caller's org ({type?, scope?})."),
+        (subjects.REGISTRY_GET, registry.get, "One integration ({key})."),
+        (subjects.REGISTRY_OPERATIONS, registry.operations, "Operations of an integration ({key})."),
+        (subjects.REGISTRY_REFRESH, registry.refresh, "Re-discover an integration ({key, body})."),
+        (subjects.REGISTRY_DELETE, registry.delete, "Remove an integration ({key})."),
+        (subjects.REGISTRY_NAMESPACE, registry.namespace, "Namespace trees of the visible integrations ({})."),
+        (subjects.REGISTRY_SEARCH, registry.search, "Search operations ({q?, tag?, integration?, limit?})."),
+        (subjects.REGISTRY_PARSE_OPENAPI, registry.parse_openapi, "Preview an OpenAPI parse (ParseOpenApiRequest)."),
+        (subjects.REGISTRY_PARSE_MCP, registry.parse_mcp, "Preview an MCP server's operations (ParseMcpRequest)."),
+    ):
+        endpoint(subject, handler, registry.request_id_prefix, description)
+    endpoint(subjects.INVOKE, services.invoke, services.invoke.request_id_prefix,
+             "Invoke an operation of a registered integration (InvokeRequest).")
+    # The MCP server endpoint's tools (docs/MCP.md); cancel is fan-out: every worker hears it.
+    mcp = services.mcp_endpoint
+    for subject, handler, description in (
+        (subjects.MCP_AUTHENTICATE, mcp.authenticate, "Authenticate an MCP endpoint request ({})."),
+        (subjects.MCP_TOOLS_LIST, mcp.tools_list, "One page of the caller's MCP tools ({cursor?})."),
+        (subjects.MCP_TOOLS_CALL, mcp.tools_call, "Call one MCP tool ({name, arguments})."),
+        (subjects.MCP_INFO, mcp.info, "MCP server info and the caller's tool count ({})."),
+    ):
+        endpoint(subject, handler, mcp.request_id_prefix, description)
+
+    @broker.subscriber(subjects.MCP_CANCEL, decoder=as_message, title=subjects.MCP_CANCEL,
+                       description="Cancel a running MCP tools.call ({requestId}); fan-out, no reply.")
+    async def mcp_cancel(message: NatsMessage) -> None:
+        await mcp.cancel(message.headers or {}, message.body)
+
+    # Streams and the OpenAI-compatible routes (docs/STREAMING.md).
+    stream_endpoint(subjects.EXECUTE_STREAM, services.execute.open_stream, services.execute.request_id_prefix,
+                    "Execute as a stream; request = ExecuteRequest JSON; replies = start, chunk (StreamDelta), "
+                    "end (the execute reply) or error, with x-kind / x-seq headers (docs/STREAMING.md).")
+    openai = services.openai
+    endpoint(subjects.OPENAI_CHAT, openai.chat, openai.request_id_prefix,
+             "OpenAI-compatible chat completion; request and reply in OpenAI's wire format.",
+             render=openai_error_reply)
+    stream_endpoint(subjects.OPENAI_CHAT_STREAM, openai.open_chat_stream, openai.request_id_prefix,
+                    "OpenAI-compatible chat completion as a stream; chunks are chat.completion.chunk objects.",
+                    render=openai_error_reply)
+    endpoint(subjects.OPENAI_EMBEDDINGS, openai.embeddings, openai.request_id_prefix,
+             "OpenAI-compatible embeddings.", render=openai_error_reply)
+    endpoint(subjects.OPENAI_MODELS, openai.models, openai.request_id_prefix,
+             "OpenAI-compatible model list (provider/model ids).", render=openai_error_reply)
+    # Usage and the usage store (docs/USAGE.md).
     queries = services.usage_queries
     for subject, handler, description in (
         (subjects.USAGE_SUMMARY, queries.summary, "Usage summary of the caller's org; request = UsageQuery JSON."),
@@ -95,36 +171,56 @@ def build_app(settings: Settings) -> FastStream:
     async def ping(message: NatsMessage) -> NatsResponse:
         return NatsResponse(ping_reply, headers={h.STATUS: "200"})
 
-    async def starting() -> None:
-        await services.start()  # the usage pipeline connects before the first request arrives
-        # Usage events travel on the request connection, ahead of their replies (service/usage/publisher.py).
-        services.usage.publish_on(await broker.connect())
-
-    async def started() -> None:
-        nc = broker.connection
+    async def prepare() -> None:
+        # FastStream runs on_startup hooks, then broker.start() (connect, then start every
+        # subscriber: messages flow from that moment), then after_startup hooks. Everything a
+        # handler uses must exist before the subscribers start, so connect here (broker.start()
+        # reuses the connection) and build the shared state on it.
+        nc = await broker.connect()
         state["payloads"] = PayloadStore(nc)
         await state["payloads"].bucket()  # exists before any client needs it (docs/CONTRACTS.md)
+        await services.start(nc)
         beats = Heartbeats(nc, settings.heartbeat_s)
         beats.start()
         state["heartbeats"] = beats
-        url = nc.connected_url
+        stream_flows = StreamFlows(nc, settings.stream_ack_timeout_s, settings.stream_window)
+        await stream_flows.start()
+        state["flows"] = stream_flows
+
+    async def started() -> None:
+        url = broker.connection.connected_url
         log.info("worker %s ready on nats://%s:%s (concurrency %d)", WORKER_ID, url.hostname if url else "?",
                  url.port if url else "?", settings.worker_concurrency)
 
     async def stopping() -> None:
+        # FastStream's stop() keeps a subscription open while it waits for in-flight handlers and
+        # drops whatever arrives meanwhile. Withdraw interest first (new requests go to other
+        # workers, or get "no responders" at once), hand already-delivered messages to the
+        # handlers, then let stop() wait for them.
         log.info("worker %s draining", WORKER_ID)
+        for subscriber in broker.subscribers:
+            subscription = getattr(subscriber, "subscription", None)
+            if subscription is None:
+                continue
+            with contextlib.suppress(Exception):
+                await subscription.drain()
+            subscriber.subscription = None
 
     async def stopped() -> None:
         beats = heartbeats()
         if beats:
             await beats.stop()
+        stream_flows = state.get("flows")
+        if stream_flows:
+            await stream_flows.stop()  # type: ignore[attr-defined]
         await services.close()
         log.info("worker %s stopped", WORKER_ID)
 
     app = FastStream(
         broker,
         logger=log,
-        on_startup=[starting],
+        # First Catalog load, then the connection and shared state, before any subscriber takes a message.
+        on_startup=[services.load, prepare],
         after_startup=[started],
         on_shutdown=[stopping],
         after_shutdown=[stopped],

@@ -1,11 +1,28 @@
 """NATS connection options of a worker: reconnect forever, optional creds file and TLS CA."""
 
+import logging
 import ssl
+import time
 from typing import Any
 
 from faststream.nats.security import NatsCredentials, NatsSecurity
 
 from service.settings import Settings
+
+log = logging.getLogger("symbia.integrations.worker")
+
+
+class _QuietErrors:
+    """nats-py logs a traceback per failed reconnect attempt; one line every 10 s is enough."""
+
+    def __init__(self) -> None:
+        self._last = 0.0
+
+    async def __call__(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last > 10:
+            self._last = now
+            log.warning("bus: %s", exc or type(exc).__name__)
 
 
 def connect_options(settings: Settings) -> dict[str, Any]:
@@ -13,6 +30,7 @@ def connect_options(settings: Settings) -> dict[str, Any]:
         "max_reconnect_attempts": -1,   # nats-py gives up after 60 attempts by default
         "reconnect_time_wait": 1,
         "inbox_prefix": "_INBOX_worker",
+        "error_cb": _QuietErrors(),
     }
     ssl_context = ssl.create_default_context(cafile=str(settings.nats_tls_ca)) if settings.nats_tls_ca else None
     if settings.nats_creds:

@@ -8,7 +8,9 @@ from nats.js.api import ObjectStoreConfig
 from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
+from contracts.envelope import ErrorCategory, Reason
 from contracts.subjects import PAYLOAD_BUCKET, PAYLOAD_BUCKET_DESCRIPTION, PAYLOAD_TTL_S
+from service.errors import GatewayError
 
 # Room left for headers and protocol framing: headers count against max_payload, and a
 # message above it makes the server close the connection.
@@ -40,6 +42,11 @@ class PayloadStore:
 
     async def take(self, name: str) -> bytes:
         store = await self.bucket()
-        result = await store.get(name)
+        try:
+            result = await store.get(name)
+        except NotFoundError:
+            raise GatewayError(f"No payload named {name!r} in {PAYLOAD_BUCKET} (expired after "
+                               f"{PAYLOAD_TTL_S:g}s, or already used)", ErrorCategory.validation,
+                               reason=Reason.PAYLOAD_NOT_FOUND) from None
         await store.delete(name)
         return result.data or b""

@@ -65,6 +65,7 @@ class EmbeddedNats:
 
     def start(self, timeout_s: float = 15.0) -> str:
         if self.port and not port_is_free(self.port):
+            shutil.rmtree(self._work, ignore_errors=True)
             raise EmbeddedNatsError(
                 f"port {self.port} (INTEGRATIONS_NATS_PORT) is already taken. Set INTEGRATIONS_NATS_PORT to a free "
                 f"port, leave it unset for a random one, or set NATS_URL=nats://127.0.0.1:{self.port} to use the "
@@ -84,7 +85,9 @@ class EmbeddedNats:
         deadline = time.monotonic() + timeout_s
         while not ports_file.exists():
             if self.process.poll() is not None:
-                raise EmbeddedNatsError(f"nats-server exited during start-up: {self._log_tail()}")
+                tail = self._log_tail()
+                shutil.rmtree(self._work, ignore_errors=True)
+                raise EmbeddedNatsError(f"nats-server exited during start-up: {tail}")
             if time.monotonic() > deadline:
                 self.stop()
                 raise EmbeddedNatsError(f"nats-server did not start within {timeout_s:g}s: {self._log_tail()}")

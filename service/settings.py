@@ -5,11 +5,13 @@ original service or by SDK conventions (`OPENAI_BASE_URL` includes `/v1`, as the
 reads it).
 """
 
+import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, field_validator
+from dotenv import dotenv_values
+from pydantic import AliasChoices, Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -60,9 +62,90 @@ class Settings(BaseSettings):
     huggingface_embeddings_api: Literal["hf-inference", "openai", "tei"] = Field(
         "hf-inference", validation_alias="HUGGINGFACE_EMBEDDINGS_API")
 
+    # --- more providers: Anthropic, symbia-labs, configured ones (docs/PROVIDERS.md) ----------
+    # As the Anthropic SDK reads it: without /v1 (a trailing /v1 is tolerated and dropped).
+    anthropic_base_url: str = Field("https://api.anthropic.com", validation_alias="ANTHROPIC_BASE_URL")
+    anthropic_api_key: str | None = Field(None, validation_alias="ANTHROPIC_API_KEY", repr=False)
+    anthropic_version: str = Field("2023-06-01", validation_alias="ANTHROPIC_VERSION")
+    # max_tokens for a Claude model that models.json does not know (the API requires one).
+    anthropic_default_max_tokens: int = Field(4096, gt=0, validation_alias="ANTHROPIC_DEFAULT_MAX_TOKENS")
+    models_service_url: str = Field("http://localhost:5008", validation_alias="MODELS_SERVICE_URL")
+    providers_file: Path | None = Field(None, validation_alias="INTEGRATIONS_PROVIDERS_FILE")
+    # The same document as the providers file, as JSON (for containers without a mounted file).
+    providers_json: str | None = Field(None, validation_alias="INTEGRATIONS_PROVIDERS", repr=False)
+    # Packaged presets to enable (service/providers/presets.yaml): names, "all" or "none".
+    provider_presets: str = Field("google,mistral,cohere,groq,together",
+                                  validation_alias="INTEGRATIONS_PROVIDER_PRESETS")
+
     # --- callers (local mode) --------------------------------------------------------------
     api_keys: str = Field("", validation_alias="INTEGRATIONS_API_KEYS", repr=False)
     default_org: str = Field("default", validation_alias="INTEGRATIONS_DEFAULT_ORG")
+
+    # --- identity, organizations, credentials, catalog (docs/IDENTITY.md) --------------------
+    # Identity mode when set: callers are Identity's users, agents and API keys; provider keys
+    # come from Identity. Unset: local mode (API keys above, optional JWTs, env/file keys).
+    identity_service_url: str | None = Field(None, validation_alias="IDENTITY_SERVICE_URL")
+    # The gateway's own Identity token, for credential lookups of callers without a token
+    # Identity accepts (API-key principals, server-side sessions).
+    service_token: str | None = Field(None, validation_alias="INTEGRATIONS_SERVICE_TOKEN", repr=False)
+    identity_timeout_s: float = Field(2.0, gt=0, le=60, validation_alias="INTEGRATIONS_IDENTITY_TIMEOUT_S")
+    auth_cache_ttl_s: float = Field(30.0, ge=0, validation_alias="INTEGRATIONS_AUTH_CACHE_TTL_S")
+    auth_negative_cache_ttl_s: float = Field(5.0, ge=0, validation_alias="INTEGRATIONS_AUTH_NEGATIVE_CACHE_TTL_S")
+    credential_cache_ttl_s: float = Field(30.0, ge=0, validation_alias="INTEGRATIONS_CREDENTIAL_CACHE_TTL_S")
+    credential_negative_cache_ttl_s: float = Field(
+        5.0, ge=0, validation_alias="INTEGRATIONS_CREDENTIAL_NEGATIVE_CACHE_TTL_S")
+    cache_max_entries: int = Field(10_000, ge=1, validation_alias="INTEGRATIONS_CACHE_MAX_ENTRIES")
+    # Local mode: JSON object org → provider → key (mode 600).
+    credentials_file: Path | None = Field(None, validation_alias="INTEGRATIONS_CREDENTIALS_FILE")
+    # Local mode JWT callers: HS256 with the secret, RS256/ES256 with keys from the JWKS URL.
+    jwt_secret: str | None = Field(None, validation_alias="INTEGRATIONS_JWT_SECRET", repr=False)
+    jwt_jwks_url: str | None = Field(None, validation_alias="INTEGRATIONS_JWT_JWKS_URL")
+    jwt_audience: str | None = Field(None, validation_alias="INTEGRATIONS_JWT_AUDIENCE")
+    jwt_issuer: str | None = Field(None, validation_alias="INTEGRATIONS_JWT_ISSUER")
+    jwt_leeway_s: float = Field(30.0, ge=0, validation_alias="INTEGRATIONS_JWT_LEEWAY_S")
+    jwt_jwks_ttl_s: float = Field(300.0, gt=0, validation_alias="INTEGRATIONS_JWT_JWKS_TTL_S")
+    catalog_service_url: str | None = Field(None, validation_alias="CATALOG_SERVICE_URL")
+    catalog_timeout_s: float = Field(3.0, gt=0, le=60, validation_alias="INTEGRATIONS_CATALOG_TIMEOUT_S")
+    catalog_refresh_s: float = Field(300.0, gt=0, validation_alias="INTEGRATIONS_CATALOG_REFRESH_S")
+    model_list_ttl_s: float = Field(300.0, ge=0, validation_alias="INTEGRATIONS_MODEL_LIST_TTL_S")
+    model_list_timeout_s: float = Field(10.0, gt=0, validation_alias="INTEGRATIONS_MODEL_LIST_TIMEOUT_S")
+
+    # --- registry and invoke (docs/REGISTRY.md) -------------------------------------------
+    # Hosts that user-supplied URLs may reach although they resolve to non-public addresses:
+    # comma-separated names, *.suffix wildcards, IPs or CIDRs (tests and local development).
+    outbound_allow: str = Field("", validation_alias="INTEGRATIONS_OUTBOUND_ALLOW")
+    # Commands a stdio MCP server may be started with: comma-separated; an entry is a command
+    # (any arguments) or a full command line (exactly those arguments). Empty: stdio is refused.
+    mcp_stdio_allow: str = Field("", validation_alias="INTEGRATIONS_MCP_STDIO_ALLOW")
+    invoke_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_INVOKE_TIMEOUT_S")
+    invoke_max_timeout_s: float = Field(120.0, gt=0, validation_alias="INTEGRATIONS_INVOKE_MAX_TIMEOUT_S")
+    invoke_max_retries: int = Field(3, ge=0, le=10, validation_alias="INTEGRATIONS_INVOKE_MAX_RETRIES")
+    invoke_max_redirects: int = Field(5, ge=0, le=20, validation_alias="INTEGRATIONS_INVOKE_MAX_REDIRECTS")
+    spec_max_bytes: int = Field(32 * 1024 * 1024, gt=0, validation_alias="INTEGRATIONS_SPEC_MAX_BYTES")
+    spec_fetch_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_SPEC_FETCH_TIMEOUT_S")
+    mcp_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_MCP_TIMEOUT_S")
+    mcp_idle_s: float = Field(300.0, gt=0, validation_alias="INTEGRATIONS_MCP_IDLE_S")
+    # Internal Symbia services registered as read-only built-ins from <url>/docs/openapi.json,
+    # JSON: {"identity": "http://identity:5001", "catalog": "http://catalog:5003"}. Trusted URLs.
+    internal_services: dict[str, str] = Field(default_factory=dict, validation_alias="INTEGRATIONS_INTERNAL_SERVICES")
+    # Local mode: credentials of registered integrations by integration key, JSON:
+    # {"petstore": "<token>", "intranet": "user:password"} (the Identity service replaces it).
+    integration_credentials: dict[str, str] = Field(
+        default_factory=dict, validation_alias="INTEGRATIONS_CREDENTIALS", repr=False)
+
+    # --- MCP server endpoint (docs/MCP.md) -------------------------------------------------
+    # Tools per tools/list page (clients follow nextCursor).
+    mcp_page_size: int = Field(100, ge=1, le=1000, validation_alias="INTEGRATIONS_MCP_PAGE_SIZE")
+
+    # --- streaming and the OpenAI-compatible routes (docs/STREAMING.md) -----------------------
+    # Chunks a requester may have unacknowledged; a requester asks for less with x-stream-window.
+    stream_window: int = Field(64, ge=1, le=4096, validation_alias="INTEGRATIONS_STREAM_WINDOW")
+    # A stream whose requester acknowledges nothing for this long is abandoned and its upstream
+    # request cancelled (the requester died, or its client stopped reading).
+    stream_ack_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_STREAM_ACK_TIMEOUT_S")
+    # Provider of bare model names on /v1 routes (`gpt-4o-mini` = `openai/gpt-4o-mini`).
+    openai_default_provider: str = Field("openai", validation_alias="INTEGRATIONS_OPENAI_DEFAULT_PROVIDER")
+
 
     # --- usage pipeline (docs/USAGE.md) ----------------------------------------------------
     # PostgreSQL store when set (postgresql://user:pass@host:5432/db), else SQLite in the data dir.
@@ -82,18 +165,51 @@ class Settings(BaseSettings):
     usage_batch_size: int = Field(1000, ge=1, le=10_000, validation_alias="INTEGRATIONS_USAGE_BATCH_SIZE")
     usage_buffer_max: int = Field(10_000, ge=1, validation_alias="INTEGRATIONS_USAGE_BUFFER_MAX")
 
-    @field_validator("openai_base_url", "huggingface_base_url")
+    @field_validator("openai_base_url", "huggingface_base_url", "models_service_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("anthropic_base_url")
+    @classmethod
+    def _anthropic_root(cls, value: str) -> str:
+        value = value.rstrip("/")
+        return value.removesuffix("/v1")
+
+    # The .env file as read at start-up, for variables that are not settings fields: the key
+    # variables that the providers file names (MISTRAL_API_KEY...) and its ${VAR} references.
+    _dotenv: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def __init__(self, **values: Any) -> None:
+        env_file = values.get("_env_file", type(self).model_config.get("env_file"))
+        super().__init__(**values)
+        if isinstance(env_file, str | Path) and Path(env_file).is_file():
+            self._dotenv = {k: v for k, v in dotenv_values(env_file).items() if v is not None}
+
+    def env(self, name: str) -> str | None:
+        """A variable of the process environment, else of the .env file (the same precedence as
+        the settings themselves)."""
+        return os.environ.get(name) or self._dotenv.get(name)
 
     @cached_property
     def configured_api_keys(self) -> tuple[str, ...]:
         return tuple(k.strip() for k in self.api_keys.split(",") if k.strip())
 
     @property
+    def identity_mode(self) -> bool:
+        return bool(self.identity_service_url)
+
+    @property
     def key_store_path(self) -> Path:
         return self.data_dir / "api-keys.json"
+
+    @property
+    def outbound_allow_list(self) -> tuple[str, ...]:
+        return tuple(h.strip() for h in self.outbound_allow.split(",") if h.strip())
+
+    @property
+    def mcp_stdio_allow_list(self) -> tuple[str, ...]:
+        return tuple(c.strip() for c in self.mcp_stdio_allow.split(",") if c.strip())
 
     @property
     def usage_db_path(self) -> Path:

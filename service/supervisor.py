@@ -19,6 +19,7 @@ from service.auth.keys import KeyStore
 from service.embedded_nats import EmbeddedNats, EmbeddedNatsError, find_config, port_is_free
 from service.logs import mask_url
 from service.process import die_with_parent
+from service.providers.configured import check_provider_config
 from service.settings import Settings
 
 log = logging.getLogger("symbia.integrations.serve")
@@ -59,6 +60,9 @@ class Supervisor:
 
     def run(self) -> int:
         settings = self.settings
+        if problem := check_provider_config(settings):  # before any process starts
+            log.error("%s", problem)
+            return 2
         if not port_is_free(settings.port, settings.host if settings.host not in ("", "0.0.0.0") else "0.0.0.0"):
             log.error("HTTP port %d is already taken: set INTEGRATIONS_PORT to a free port", settings.port)
             return 2

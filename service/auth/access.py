@@ -8,7 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from contracts import headers as h
+from contracts.envelope import ErrorCategory, Reason
 from service.auth.principal import Authenticator, Principal, resolve_org
+from service.errors import GatewayError
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,10 +20,20 @@ class Caller:
 
 
 class Access:
-    def __init__(self, authenticator: Authenticator, default_org: str) -> None:
+    def __init__(self, authenticator: Authenticator, default_org: str | None) -> None:
+        """`default_org`: the org of callers that name none and belong to none (local mode);
+        None in Identity mode, where such a caller gets a 400."""
         self.authenticator = authenticator
         self.default_org = default_org
 
     async def caller(self, headers: Mapping[str, str]) -> Caller:
         principal = await self.authenticator.authenticate(headers)
         return Caller(principal, resolve_org(principal, headers.get(h.ORG_ID), self.default_org))
+
+
+def require_admin(caller: Caller) -> None:
+    """The one check for operator actions (breaker reset, db export, global registry writes):
+    the `integrations:admin` / `cap:integrations.admin` entitlement, or an Identity super admin."""
+    if not caller.principal.is_admin:
+        raise GatewayError("This action requires the integrations:admin entitlement", ErrorCategory.auth,
+                           status=403, reason=Reason.ADMIN_REQUIRED)

@@ -23,10 +23,12 @@ class Principal:
     default_org: str | None = None
     name: str | None = None
     token: str | None = field(default=None, repr=False)   # forwardable bearer, never logged
+    super_admin: bool = False                   # Identity's isSuperAdmin: a platform operator
 
     @property
     def is_admin(self) -> bool:
-        return bool(self.entitlements & ADMIN_ENTITLEMENTS)
+        """Global admin: may act in any org and run operator actions (service.auth.access.require_admin)."""
+        return self.super_admin or bool(self.entitlements & ADMIN_ENTITLEMENTS)
 
 
 class Authenticator(Protocol):
@@ -49,11 +51,15 @@ def caller_key(headers: Mapping[str, str]) -> str | None:
     return None
 
 
-def resolve_org(principal: Principal, requested: str | None, fallback: str) -> str:
-    """X-Org-Id, else the principal's own org, else its first membership, else the default;
-    a principal may only act in its own orgs unless it holds the admin entitlement."""
+def resolve_org(principal: Principal, requested: str | None, fallback: str | None) -> str:
+    """X-Org-Id, else the principal's own org, else its first membership, else the fallback
+    (local mode's default org; none in Identity mode: 400); a principal may only act in its
+    own orgs unless it holds the admin entitlement."""
     org = (requested or "").strip() or principal.default_org or (
         principal.organizations[0] if principal.organizations else fallback)
+    if not org:
+        raise GatewayError("Organization context required. Provide X-Org-Id header.", ErrorCategory.validation,
+                           reason=Reason.ORG_REQUIRED)
     if not _ORG_ID.match(org):
         raise GatewayError("Invalid X-Org-Id: use letters, digits, '_', '-' or ':' (at most 128)",
                            ErrorCategory.validation, reason=Reason.INVALID_REQUEST)

@@ -8,8 +8,14 @@ from contracts.envelope import ErrorCategory, Reason
 from service.errors import GatewayError
 
 _CONTENT_FILTER_CODES = {"content_filter", "content_policy_violation", "content_filtered", "safety"}
-_QUOTA_CODES = {"insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "quota_exceeded"}
-_MODEL_CODES = {"model_not_found", "model_not_available"}
+_QUOTA_CODES = {"insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "quota_exceeded",
+                "billing_error"}
+_MODEL_CODES = {"model_not_found", "model_not_available", "not_found_error"}
+# Anthropic names its error types; they mean the same as the statuses they come with, and
+# decide when a proxy in between rewrote the status.
+_AUTH_TYPES = {"authentication_error", "permission_error"}
+_OVERLOADED = {"overloaded_error", "overloaded"}
+_TOO_LARGE = {"request_too_large"}
 _SECRETISH = re.compile(r"(sk-[A-Za-z0-9_\-*]{6,}|hf_[A-Za-z0-9]{6,}|Bearer\s+\S+|[A-Za-z0-9_\-]{40,})")
 _MAX_MESSAGE = 500
 
@@ -50,7 +56,7 @@ def classify_upstream(
             upstream_status=status, upstream_code=code or error_type, **kw,
         )
 
-    if status in (401, 403):
+    if status in (401, 403) or kinds & _AUTH_TYPES:
         return err(
             f"{provider} rejected the credentials configured for it. Check the provider key.",
             ErrorCategory.auth, status=502, reason=Reason.PROVIDER_REJECTED_CREDENTIALS,
@@ -66,6 +72,13 @@ def classify_upstream(
                    ErrorCategory.content_filter)
     if status in (408, 504):
         return err(f"Request to {provider} timed out", ErrorCategory.timeout, reason=Reason.UPSTREAM_TIMEOUT)
+    if status == 529 or kinds & _OVERLOADED:
+        # Anthropic's "try again later": a 503 with the provider's Retry-After, so callers back off.
+        return err(f"{provider} is overloaded. Try again shortly.", ErrorCategory.provider, status=503,
+                   headers=retry_after_header(headers), reason=Reason.UPSTREAM_OVERLOADED)
+    if status == 413 or kinds & _TOO_LARGE:
+        return err(f"{provider} rejected the request as too large" + (f": {detail}" if detail else ""),
+                   ErrorCategory.validation, status=413, reason=Reason.BODY_TOO_LARGE)
     if status >= 500:
         return err(f"{provider} error ({status})" + (f": {detail}" if detail else ""), ErrorCategory.provider,
                    headers=retry_after_header(headers), reason=Reason.UPSTREAM_ERROR)
@@ -76,8 +89,11 @@ def classify_upstream(
 
 def error_fields(payload: object) -> tuple[str | None, str | None, str | None]:
     """(code, type, message) from the error bodies of OpenAI-compatible servers, HF router,
-    TGI and TEI: `{"error": {"message", "type", "code"}}`, `{"error": "text", "error_type"}`,
-    `{"message": ...}` or FastAPI-style `{"detail": ...}`."""
+    TGI and TEI: `{"error": {"message", "type", "code"}}` (also Anthropic's, under a top-level
+    `"type": "error"`), `{"error": "text", "error_type"}`, Mistral's flat `{"message", "type",
+    "code"}`, `{"message": ...}`, FastAPI-style `{"detail": ...}`, or Gemini's one-element list."""
+    if isinstance(payload, list) and payload and isinstance(payload[0], dict):
+        payload = payload[0]
     if not isinstance(payload, dict):
         return None, None, payload if isinstance(payload, str) and payload else None
     error = payload.get("error")
@@ -87,4 +103,30 @@ def error_fields(payload: object) -> tuple[str | None, str | None, str | None]:
     message = error if isinstance(error, str) else payload.get("message") or payload.get("detail")
     if message is not None and not isinstance(message, str):
         message = str(message)
-    return payload.get("code") if isinstance(payload.get("code"), str) else None, payload.get("error_type"), message
+    kind = payload.get("error_type") or payload.get("type")
+    code = payload.get("code")
+    return (code if isinstance(code, str) else None), (kind if isinstance(kind, str) else None), message
+
+
+def stream_failure(provider: str, operation: str, payload: object) -> GatewayError:
+    """An error the upstream reports inside a stream it already answered 200 for (an `error`
+    event): classified from its code and type like any upstream error, without a status."""
+    code, kind, message = error_fields(payload)
+    kinds = {k.lower() for k in (code, kind) if k}
+    detail = redact(message) if message else None
+    suffix = f": {detail}" if detail else ""
+    if kinds & _CONTENT_FILTER_CODES:
+        return GatewayError(f"{provider} blocked the content{suffix}", ErrorCategory.content_filter,
+                            provider=provider, operation=operation, upstream_code=code or kind)
+    if kinds & {"rate_limit_exceeded", "rate_limit_error", "overloaded_error"}:
+        return GatewayError(f"{provider} rate limit exceeded during the stream{suffix}", ErrorCategory.rate_limit,
+                            reason=Reason.STREAM_INTERRUPTED, provider=provider, operation=operation,
+                            upstream_code=code or kind)
+    return GatewayError(f"{provider} failed during the stream{suffix}", ErrorCategory.provider,
+                        reason=Reason.STREAM_INTERRUPTED, provider=provider, operation=operation,
+                        upstream_code=code or kind)
+
+
+def malformed_stream(provider: str, operation: str) -> GatewayError:
+    return GatewayError(f"{provider} sent a stream event the gateway cannot read", ErrorCategory.provider,
+                        reason=Reason.UPSTREAM_INVALID_RESPONSE, provider=provider, operation=operation)

@@ -4,7 +4,8 @@ lists, capabilities and usage cost read. The table lives in models.json beside t
 that prices can be updated without touching code."""
 
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class ModelInfo:
     output_price: float | None = None      # USD per 1M completion tokens
     deprecated: bool = False
     description: str | None = None
+    default_max_tokens: int | None = None  # asked for when a request sets no maxTokens (Anthropic needs one)
 
 
 @cache
@@ -43,9 +45,20 @@ def _table() -> dict[str, tuple[ModelInfo, ...]]:
     }
 
 
+# Models declared by configured providers (providers file, presets). They are registered when
+# the capability table is built, because callers such as the usage pipeline ask by provider
+# name only. A configured provider without models keeps what models.json says about its name.
+_configured: dict[str, tuple[ModelInfo, ...]] = {}
+
+
+def register_models(models_by_provider: Mapping[str, Iterable[ModelInfo]]) -> None:
+    for provider, models in models_by_provider.items():
+        _configured[provider] = tuple(models)
+
+
 def models_for(provider: str) -> tuple[ModelInfo, ...]:
     """The static model list of a provider, in the original's order (UIs take the first)."""
-    return _table().get(provider, ())
+    return _configured.get(provider) or _table().get(provider, ())
 
 
 def model_info(provider: str, model: str) -> ModelInfo | None:
@@ -64,3 +77,18 @@ def cost_usd_micros(provider: str, model: str, prompt_tokens: int, completion_to
         return None
     # price per 1M tokens × tokens / 1M × 1M micros = price × tokens
     return round(info.input_price * prompt_tokens + (info.output_price or 0.0) * completion_tokens)
+
+
+def describe(provider: str, model: str) -> ModelInfo:
+    """Metadata for a model id a provider listed: the table's entry (a dated id inherits its
+    base model's), else what the id itself tells (embedding, reasoning or chat)."""
+    info = model_info(provider, model)
+    if info is not None:
+        return info if info.id == model else replace(info, id=model, name=model)
+    if "embedding" in model or "embed" in model.rsplit("/", 1)[-1].lower():
+        capabilities: tuple[str, ...] = ("embedding",)
+    elif is_reasoning_model(model):
+        capabilities = ("chat", "function_calling", "reasoning")
+    else:
+        capabilities = ("chat", "function_calling")
+    return ModelInfo(id=model, name=model, provider=provider, capabilities=capabilities)

@@ -20,12 +20,35 @@ def _input(params: ExecuteParams) -> Any:
                           "output": m.content if isinstance(m.content, str) else chat_format.to_json(m.content)})
             continue
         if m.content is not None:
-            items.append({"role": m.role, "content": m.content})
+            items.append({"role": m.role, "content": _parts(m.role, m.content)})
         for call in m.tool_calls or []:
             fn = call.get("function") or {}
             items.append({"type": "function_call", "call_id": call.get("id", ""), "name": fn.get("name", ""),
                           "arguments": fn.get("arguments", "{}")})
     return items
+
+
+def _parts(role: str, content: Any) -> Any:
+    """Chat-style content parts in Responses input shapes: text → input_text (output_text for
+    the assistant), image_url → input_image. Parts already in Responses shapes pass through."""
+    if not isinstance(content, list):
+        return content
+    text_type = "output_text" if role == "assistant" else "input_text"
+    out = []
+    for part in content:
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text":
+            out.append({"type": text_type, "text": part.get("text", "")})
+        elif kind == "image_url":
+            image = part.get("image_url")
+            url = image.get("url") if isinstance(image, dict) else image
+            converted = {"type": "input_image", "image_url": url}
+            if isinstance(image, dict) and image.get("detail"):
+                converted["detail"] = image["detail"]
+            out.append(converted)
+        else:
+            out.append(part)
+    return out
 
 
 def _tool(tool: dict[str, Any]) -> dict[str, Any]:

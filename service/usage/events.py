@@ -89,6 +89,9 @@ def usage_event(command: Command, reply: Reply, record: CallRecord) -> dict[str,
         "credentialId": record.credential_id,
         "callerService": headers.get(h.CALLER) or headers.get(h.SERVICE_ID),
         "traceId": trace_id(headers),
+        "streamed": record.streamed,
+        "partial": record.partial,
+        "usageEstimated": record.usage_estimated,
     }
 
 

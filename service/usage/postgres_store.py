@@ -32,6 +32,7 @@ MIGRATION_LOCK = 0x5359_4D42_4941_5553  # pg_advisory_xact_lock key: "SYMBIAUS"
 EVENT_TYPES = (
     "text", "timestamptz", "text", "text", "text", "text", "text", "text", "text", "text", "boolean", "integer",
     "text", "text", "text", "integer", "bigint", "bigint", "bigint", "bigint", "text", "text", "text", "text", "text",
+    "boolean", "boolean", "boolean",
 )
 ROLLUP_TYPES = ("text", "timestamptz", "text", "text", *["bigint"] * 7, "timestamptz")
 assert len(EVENT_TYPES) == len(EVENT_COLUMNS) and len(ROLLUP_TYPES) == len(ROLLUP_COLUMNS)
@@ -55,7 +56,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             error_category text, error_reason text, error_message text, duration_ms integer NOT NULL,
             prompt_tokens bigint NOT NULL, completion_tokens bigint NOT NULL, total_tokens bigint NOT NULL,
             cost_micros bigint, credential_source text, credential_id text, caller_service text, trace_id text,
-            request_id text NOT NULL)""",
+            request_id text NOT NULL, streamed boolean NOT NULL DEFAULT false, partial boolean NOT NULL DEFAULT false,
+            usage_estimated boolean NOT NULL DEFAULT false)""",
         "CREATE INDEX usage_events_org_ts ON usage_events (org_id, ts DESC)",
         "CREATE INDEX usage_events_org_integration_ts ON usage_events (org_id, integration, ts DESC)",
         "CREATE INDEX usage_events_org_principal_ts ON usage_events (org_id, principal_id, ts DESC)",

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from contracts.envelope import ErrorCategory, Reason
 from contracts.usage import DbExportRequest, UsageLogsQuery, UsageQuery
-from service.auth.access import Access, Caller
+from service.auth.access import Access, require_admin
 from service.commands import Command, Reply
 from service.errors import GatewayError
 from service.usage.pipeline import UsagePipeline
@@ -19,12 +19,6 @@ POSTGRES_EXPORT_MESSAGE = "Database is using PostgreSQL - no export needed, data
 
 def iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def require_admin(caller: Caller) -> None:
-    """The one admin check of these routes (a shared helper can replace it)."""
-    if not caller.principal.is_admin:
-        raise GatewayError("Admin access required", ErrorCategory.auth, status=403, reason=Reason.ADMIN_REQUIRED)
 
 
 def store_unavailable() -> GatewayError:
@@ -109,6 +103,7 @@ def log_row(row: tuple) -> dict:
         "model": r["model_served"] or r["model_requested"], "modelRequested": r["model_requested"],
         "errorCategory": r["error_category"], "errorReason": r["error_reason"],
         "credentialSource": r["credential_source"], "callerService": r["caller_service"], "traceId": r["trace_id"],
+        "streamed": r["streamed"], "partial": r["partial"], "usageEstimated": r["usage_estimated"],
     }
 
 

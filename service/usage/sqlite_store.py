@@ -17,6 +17,7 @@ from typing import TypeVar
 
 from contracts.usage import UsageEvent
 from service.usage.store import (
+    BOOLEAN_COLUMNS,
     EVENT_COLUMNS,
     ROLLUP_COLUMNS,
     SCHEMA_VERSION,
@@ -53,7 +54,8 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
             error_category TEXT, error_reason TEXT, error_message TEXT, duration_ms INTEGER NOT NULL,
             prompt_tokens INTEGER NOT NULL, completion_tokens INTEGER NOT NULL, total_tokens INTEGER NOT NULL,
             cost_micros INTEGER, credential_source TEXT, credential_id TEXT, caller_service TEXT, trace_id TEXT,
-            request_id TEXT NOT NULL)""",
+            request_id TEXT NOT NULL, streamed INTEGER NOT NULL DEFAULT 0, partial INTEGER NOT NULL DEFAULT 0,
+            usage_estimated INTEGER NOT NULL DEFAULT 0)""",
         "CREATE INDEX usage_events_org_ts ON usage_events (org_id, ts)",
         "CREATE INDEX usage_events_org_integration_ts ON usage_events (org_id, integration, ts)",
         "CREATE INDEX usage_events_org_principal_ts ON usage_events (org_id, principal_id, ts)",
@@ -238,7 +240,8 @@ class SqliteUsageStore(UsageStore):
         params += [limit, offset]
 
         def query(conn: sqlite3.Connection) -> list[tuple]:
-            return [(r[0], from_ms(r[1]), *r[2:10], bool(r[10]), *r[11:]) for r in conn.execute(sql, params)]
+            return [tuple(from_ms(v) if i == 1 else bool(v) if i in BOOLEAN_COLUMNS else v for i, v in enumerate(r))
+                    for r in conn.execute(sql, params)]
 
         return await self._run(self._reader_pool, self._read(query))
 

@@ -25,8 +25,11 @@ EVENT_COLUMNS = (
     "id", "ts", "org_id", "kind", "principal_id", "principal_type", "integration", "operation",
     "model_requested", "model_served", "success", "status_code", "error_category", "error_reason",
     "error_message", "duration_ms", "prompt_tokens", "completion_tokens", "total_tokens", "cost_micros",
-    "credential_source", "credential_id", "caller_service", "trace_id", "request_id",
+    "credential_source", "credential_id", "caller_service", "trace_id", "request_id", "streamed", "partial",
+    "usage_estimated",
 )
+BOOLEAN_COLUMNS = tuple(i for i, c in enumerate(EVENT_COLUMNS) if c in ("success", "streamed", "partial",
+                                                                         "usage_estimated"))
 ROLLUP_COLUMNS = (
     "org_id", "bucket", "integration", "principal_id", "requests", "successes", "prompt_tokens",
     "completion_tokens", "total_tokens", "cost_micros", "duration_ms", "last_ts",
@@ -46,6 +49,7 @@ def event_row(event: UsageEvent) -> tuple:
         event.statusCode, event.errorCategory, event.errorReason, event.errorMessage, event.durationMs,
         event.promptTokens, event.completionTokens, event.totalTokens, event.costMicros,
         event.credentialSource, event.credentialId, event.callerService, event.traceId, event.requestId,
+        event.streamed, event.partial, event.usageEstimated,
     )
 
 

@@ -96,3 +96,24 @@ async def test_expired_requests_are_not_run(worker, nc, llmock):
         timeout=5, headers={"x-api-key": CALLER_KEY, "x-start-by": "1000"})
     assert msg.headers["x-status"] == "503" and orjson.loads(msg.data)["reason"] == "queue_timeout"
     assert len(llmock.requests()) == before
+
+
+async def test_an_unknown_payload_reference_is_a_400(worker, nc):
+    msg = await nc.request("integrations.v1.execute", b"", timeout=5,
+                           headers={"x-api-key": CALLER_KEY, "x-payload-ref": "no-such-object"})
+    body = orjson.loads(msg.data)
+    assert msg.headers["x-status"] == "400" and body["reason"] == "payload_not_found"
+
+
+async def test_topk_with_messages_is_rejected_in_tgi_mode(tmp_path, hf_fake):
+    from service.commands import Command, run_command
+    from service.container import Services
+    from service.settings import Settings
+
+    services = Services(Settings(_env_file=None, data_dir=tmp_path, api_keys=CALLER_KEY, huggingface_api_key="k",
+                                 huggingface_base_url=hf_fake.url, huggingface_text_generation_api="tgi"))
+    body = {"provider": "huggingface", "operation": "text.generation",
+            "params": {"model": "m", "messages": [{"role": "user", "content": "x"}], "topK": 3}}
+    reply = await run_command(services.execute, Command(orjson.dumps(body), {"x-api-key": CALLER_KEY}, "r"))
+    await services.close()
+    assert reply.status == 400 and b"topK" in reply.body

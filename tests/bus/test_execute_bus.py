@@ -136,7 +136,7 @@ async def test_bad_input_gets_a_400_envelope(worker, nc, raw, reason, fragment):
 
 
 async def test_unknown_provider_and_unsupported_pairs_are_400_not_502(worker, nc):
-    status, body, _ = await execute(nc, chat("google"))
+    status, body, _ = await execute(nc, chat("acme-llm"))
     assert status == 400 and body["reason"] == "unknown_provider" and body["retryable"] is False
     status, body, _ = await execute(nc, chat("openai", "text.generation"))
     assert status == 400 and body["reason"] == "unsupported_operation"

@@ -65,7 +65,7 @@ def table():
 
 def test_unknown_provider_and_unsupported_operation_are_validation_errors(table):
     with pytest.raises(GatewayError) as err:
-        resolve_operation(table, "google", "chat.completions")
+        resolve_operation(table, "acme-llm", "chat.completions")
     assert err.value.status == 400 and err.value.reason == Reason.UNKNOWN_PROVIDER and "openai" in err.value.message
     with pytest.raises(GatewayError) as err:
         resolve_operation(table, "openai", "text.generation")
@@ -77,6 +77,11 @@ def test_unknown_provider_and_unsupported_operation_are_validation_errors(table)
     ("openai", "embeddings", {"input": "x", "temperature": 1}, "temperature"),
     ("openai", "responses", {"input": "x", "seed": 3}, "seed"),
     ("openai", "chat.completions", {"prompt": "x", "compactMode": True}, "compactMode"),
+    ("anthropic", "messages", {"prompt": "x", "seed": 1}, "seed"),
+    ("anthropic", "chat.completions", {"prompt": "x", "responseFormat": "json"}, "responseFormat"),
+    ("symbia-labs", "chat.completions", {"prompt": "x", "tools": [{"name": "t"}]}, "tools"),
+    ("mistral", "chat.completions", {"prompt": "x", "seed": 1}, "seed"),
+    ("mistral", "embeddings", {"input": "x", "dimensions": 8}, "dimensions"),
 ])
 def test_parameters_a_provider_does_not_take_are_named(table, provider, operation, params, fragment):
     spec, op = resolve_operation(table, provider, operation)

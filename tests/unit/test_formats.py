@@ -195,3 +195,23 @@ def test_model_table_and_cost():
     # 1000 prompt tokens at $0.15/M + 500 completion tokens at $0.60/M = $0.00045 = 450 micros
     assert cost_usd_micros("openai", "gpt-4o-mini", 1000, 500) == 450
     assert cost_usd_micros("huggingface", "meta-llama/Llama-3.2-3B-Instruct", 10, 10) is None
+
+
+def test_responses_input_converts_chat_content_parts():
+    body = responses_format.body(params(messages=[
+        {"role": "user", "content": [{"type": "text", "text": "what is it?"},
+                                     {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "a cat"}]}]))
+    assert body["input"] == [
+        {"role": "user", "content": [{"type": "input_text", "text": "what is it?"},
+                                     {"type": "input_image", "image_url": "https://x/y.png", "detail": "low"}]},
+        {"role": "assistant", "content": [{"type": "output_text", "text": "a cat"}]}]
+
+
+def test_tgi_generate_asks_for_prompt_tokens():
+    tgi = HuggingFaceAdapter("http://hf", text_generation_api="tgi")
+    call = tgi.build(GENERATE, params(model="m", prompt="x"), "k")
+    assert call.body["parameters"]["decoder_input_details"] is True
+    parsed = tgi.parse(GENERATE, params(model="m", prompt="x"), {"generated_text": "y", "details": {
+        "finish_reason": "length", "generated_tokens": 3, "prefill": [{"id": 1}, {"id": 2}]}})
+    assert parsed["usage"] == {"promptTokens": 2, "completionTokens": 3, "totalTokens": 5}

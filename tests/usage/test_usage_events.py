@@ -30,7 +30,7 @@ async def test_one_event_per_outcome(gw, llmock):
                                         "traceparent": f"00-{trace}-b7ad6b7169203331-01"})
     llmock.scenario({"type": "fail", "status": 503})
     upstream = await gw.execute(org)
-    rejected = await gw.execute(org, body={"provider": "google"})
+    rejected = await gw.execute(org, body={"provider": "no-such-provider"})
     malformed = await gw.call("integrations.v1.execute", b'{"provider": ', org=org)
     unauthenticated = await gw.call("integrations.v1.execute", chat(), key="wrong", org=org)
     assert [r[0] for r in (ok, upstream, rejected, malformed, unauthenticated)] == [200, 502, 400, 400, 401]
@@ -62,7 +62,7 @@ async def test_one_event_per_outcome(gw, llmock):
 
     invalid = events[rejected[1]["requestId"]]
     assert invalid["statusCode"] == 400 and invalid["errorCategory"] == "validation"
-    assert invalid["errorReason"] == "unknown_provider" and invalid["integration"] == "google"
+    assert invalid["errorReason"] == "unknown_provider" and invalid["integration"] == "no-such-provider"
     assert invalid["costMicros"] is None and invalid["credentialSource"] is None
 
     bad_json = events[malformed[1]["requestId"]]

@@ -34,7 +34,7 @@ async def known_calls(gw, llmock):
     assert status == 200
     llmock.scenario({"type": "fail", "status": 500})
     assert (await gw.execute(org))[0] == 502
-    assert (await gw.execute(org, body={"provider": "google"}))[0] == 400
+    assert (await gw.execute(org, body={"provider": "no-such-provider"}))[0] == 400
     for _ in range(2):
         assert (await gw.execute(org, key=gw.second_key))[0] == 200
     await gw.wait_rows(org, 8)
@@ -67,7 +67,7 @@ async def test_summary_numbers(gw, known_calls):
     assert body["byIntegration"] == [
         {"integrationKey": "openai", "requestCount": 7, "successCount": 6, "errorCount": 1,
          "totalTokens": totals(openai)["tokens"], "totalCostMicros": totals(openai)["cost"]},
-        {"integrationKey": "google", "requestCount": 1, "successCount": 0, "errorCount": 1, "totalTokens": 0,
+        {"integrationKey": "no-such-provider", "requestCount": 1, "successCount": 0, "errorCount": 1, "totalTokens": 0,
          "totalCostMicros": 0},
     ]
     first, second = body["byUser"]
@@ -75,8 +75,8 @@ async def test_summary_numbers(gw, known_calls):
     assert second["userId"].startswith("key:") and second["requestCount"] == 2
     assert second["totalTokens"] == totals([e for e in events if e["principalId"] == second["userId"]])["tokens"]
 
-    only_google = await gw.summary(org, integration="google")
-    assert only_google["summary"]["totalRequests"] == 1 and only_google["summary"]["uniqueUsers"] == 1
+    only_unknown = await gw.summary(org, integration="no-such-provider")
+    assert only_unknown["summary"]["totalRequests"] == 1 and only_unknown["summary"]["uniqueUsers"] == 1
     empty = await gw.summary(new_org(), days="7")
     assert empty["summary"] == {"totalRequests": 0, "successCount": 0, "errorCount": 0, "totalTokens": 0,
                                 "promptTokens": 0, "completionTokens": 0, "totalCostMicros": 0, "avgDurationMs": 0,
@@ -111,8 +111,8 @@ async def test_logs_pages_and_filters(gw, known_calls):
     second = next(e["principalId"] for e in events if e["principalId"] != "config-key-1")
     mine = (await gw.call("integrations.v1.usage.logs", {"userId": second}, org=org))[1]["logs"]
     assert len(mine) == 2 and {r["userId"] for r in mine} == {second}
-    google = (await gw.call("integrations.v1.usage.logs", {"integration": "google"}, org=org))[1]["logs"]
-    assert [r["errorReason"] for r in google] == ["unknown_provider"]
+    unknown = (await gw.call("integrations.v1.usage.logs", {"integration": "no-such-provider"}, org=org))[1]["logs"]
+    assert [r["errorReason"] for r in unknown] == ["unknown_provider"]
 
 
 async def test_by_user(gw, known_calls):
@@ -215,3 +215,19 @@ async def test_a_restricted_key_reads_only_its_org(http, acme_key):
     assert response.status_code == 403 and response.json()["reason"] == "org_forbidden"
     response = await http.get("/api/integrations/usage", headers={"x-api-key": acme_key})
     assert response.status_code == 200
+
+
+async def test_a_streamed_call_is_one_usage_row_marked_streamed(http):
+    org = new_org()
+    response = await http.post("/api/integrations/execute", headers={"x-org-id": org}, json={
+        "provider": "openai", "operation": "chat.completions", "stream": True,
+        "params": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}})
+    assert response.status_code == 200 and "event: done" in response.text
+    for _ in range(200):
+        logs = (await http.get("/api/integrations/usage/logs", headers={"x-org-id": org})).json()["logs"]
+        if logs:
+            break
+        await asyncio.sleep(0.05)
+    (row,) = logs
+    assert row["streamed"] is True and row["partial"] is False and row["success"] is True
+    assert row["totalTokens"] > 0 and row["integrationKey"] == "openai"
