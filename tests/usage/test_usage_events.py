@@ -17,7 +17,7 @@ from nats.js.errors import NotFoundError
 from contracts.usage import UsageEvent
 from service.providers.models import cost_usd_micros
 from service.usage.publisher import UsagePublisher
-from tests.conftest import free_port
+from tests.conftest import CALLER_KEY, free_port
 from tests.usage.conftest import STREAM, chat, gateway, new_org, stream_events
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "USAGE.md"
@@ -174,15 +174,17 @@ async def test_without_jetstream_events_wait_in_a_bounded_buffer_then_are_logged
         proc.wait(10)
 
 
-async def test_docs_consumer_example_reads_the_events(gw):
+async def test_docs_consumer_example_reads_the_events(worker, nc, nats_url):
     org = new_org()
     for _ in range(3):
-        assert (await gw.execute(org))[0] == 200
+        msg = await nc.request("integrations.v1.execute", orjson.dumps(chat()), timeout=15,
+                               headers={"x-api-key": CALLER_KEY, "x-org-id": org})
+        assert msg.headers["x-status"] == "200"
     code = re.search(r"<!-- consumer-example -->\s*```python\n(.*?)```", DOCS.read_text(), re.S).group(1)
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", code, env={"NATS_URL": gw.nats_url}, cwd=tempfile.mkdtemp(),
+        sys.executable, "-c", code, env={"NATS_URL": nats_url}, cwd=tempfile.mkdtemp(),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     stdout, stderr = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 0, stderr.decode()
     lines = [line for line in stdout.decode().splitlines() if org in line]
-    assert len(lines) == 3 and all("openai" in line for line in lines), stdout.decode()
+    assert len(lines) == 3 and all("openai 200" in line for line in lines), stdout.decode()
