@@ -231,3 +231,26 @@ async def test_a_streamed_call_is_one_usage_row_marked_streamed(http):
     (row,) = logs
     assert row["streamed"] is True and row["partial"] is False and row["success"] is True
     assert row["totalTokens"] > 0 and row["integrationKey"] == "openai"
+
+
+async def test_invoke_calls_are_usage_rows_of_kind_invoke(http):
+    org = new_org()
+    headers = {"x-org-id": org}
+    response = await http.post("/api/integrations/invoke", headers=headers, json={
+        "operation": "integrations.openai.chat.completions.create",
+        "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}})
+    assert response.status_code == 200, response.text
+    missing = await http.post("/api/integrations/invoke", headers=headers, json={"operation": "integrations.nope.x"})
+    assert missing.status_code >= 400
+    for _ in range(200):
+        logs = (await http.get("/api/integrations/usage/logs", headers=headers)).json()["logs"]
+        if len(logs) == 2:
+            break
+        await asyncio.sleep(0.05)
+    ok = next(row for row in logs if row["success"])
+    failed = next(row for row in logs if not row["success"])
+    assert ok["kind"] == "invoke" and ok["integrationKey"] == "openai" and ok["totalTokens"] > 0
+    assert ok["estimatedCostMicros"] is not None and ok["operation"] == "integrations.openai.chat.completions.create"
+    assert failed["kind"] == "invoke" and failed["statusCode"] == missing.status_code and failed["success"] is False
+    summary = (await http.get("/api/integrations/usage", headers=headers)).json()
+    assert summary["summary"]["totalRequests"] == 2 and summary["summary"]["totalCostMicros"] > 0
