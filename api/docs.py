@@ -55,7 +55,8 @@ def _operation(route: Route, path: str) -> dict[str, Any]:
         "description": f"{route.description}\n\nBus subject: `{route.subject}`.".strip(),
         "tags": [route.tag],
         "operationId": f"{route.method.lower()}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
-        "responses": {"200": {"description": "Success", "content": _json_content(route.response_model)}},
+        "responses": {str(route.success_status): {"description": "Success",
+                                                  "content": _json_content(route.response_model)}},
     }
     for status in route.error_statuses:
         op["responses"][str(status)] = {"description": "Error envelope", "content": _json_content(ErrorEnvelope)}

@@ -81,6 +81,14 @@ class Reason:
     ORG_REQUIRED = "org_required"
     CREDENTIAL_FORBIDDEN = "credential_forbidden"
     ADMIN_REQUIRED = "admin_required"
+    # Jobs (docs/JOBS.md)
+    JOB_KIND_UNAVAILABLE = "job_kind_unavailable"
+    JOB_ID_CONFLICT = "job_id_conflict"
+    JOB_NOT_CANCELLABLE = "job_not_cancellable"
+    JOB_CANCELLED = "job_cancelled"
+    JOB_GRANT_INVALID = "job_grant_invalid"
+    JOB_ATTEMPTS_EXHAUSTED = "job_attempts_exhausted"
+    BATCH_TOO_LARGE = "batch_too_large"
 
 
 class UpstreamInfo(BaseModel):

@@ -31,6 +31,7 @@ class Route:
     query: tuple[QueryParam, ...] = ()
     description: str = ""
     error_statuses: tuple[int, ...] = DEFAULT_ERROR_STATUSES
+    success_status: int = 200
 
     @property
     def alias_path(self) -> str:

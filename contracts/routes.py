@@ -6,17 +6,18 @@ own `ROUTES`; this module only collects them. A route's request travels as follo
 (DESIGN.md §3):
 
 * POST without path parameters: the HTTP body, byte for byte.
-* GET (and POST with path parameters): a JSON object of the path and query parameters
+* GET and DELETE (and POST with path parameters): a JSON object of the path and query parameters
   (POST: plus the parsed body under the key ``body``).
 """
 
-from contracts import discovery, execute
+from contracts import discovery, execute, jobs
 from contracts.envelope import ErrorEnvelope
 from contracts.http import ALIAS_PREFIX, API_PREFIX, QueryParam, Route
 
 ROUTES: tuple[Route, ...] = (
     *execute.ROUTES,
     *discovery.ROUTES,
+    *jobs.ROUTES,
 )
 
 ERROR_MODEL = ErrorEnvelope

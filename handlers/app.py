@@ -20,11 +20,14 @@ from contracts import headers as h
 from contracts import subjects
 from contracts.envelope import ErrorCategory, Reason, envelope_json, error_envelope
 from contracts.health import WorkerPing
-from handlers.bus import BusEndpoint, Heartbeats, as_message
+from handlers.bus import BusEndpoint, Heartbeats, as_message, run_observed
 from handlers.connection import connect_options
+from handlers.jobs import JobConsumer
 from handlers.payloads import PayloadStore
 from service import __version__
 from service.container import Services
+from service.jobs.runner import JobRunner
+from service.jobs.store import JobSettings, JobStore
 from service.settings import Settings
 
 log = logging.getLogger("symbia.integrations.worker")
@@ -92,6 +95,15 @@ def build_app(settings: Settings) -> FastStream:
     ):
         endpoint(subject, handler, discovery.request_id_prefix, description)
 
+    jobs = services.jobs
+    for subject, handler, description in (
+        (subjects.JOBS_SUBMIT, jobs.submit, "Queue a batch of jobs; request = JobBatch, reply 202 = JobsAccepted."),
+        (subjects.JOBS_GET, jobs.get, "A job's status and result; {id} (the caller's organization only)."),
+        (subjects.JOBS_CANCEL, jobs.cancel, "Cancel a queued job; {id}."),
+        (subjects.JOBS_GRANT, jobs.grant, "A grant and job key to publish jobs straight to integrations.v1.jobs.*."),
+    ):
+        endpoint(subject, handler, jobs.request_id_prefix, description)
+
     ping_reply = WorkerPing(worker=WORKER_ID, version=__version__).model_dump_json().encode()
 
     @broker.subscriber(subjects.HEALTH_PING, queue=subjects.QUEUE_GROUP, decoder=as_message,
@@ -106,9 +118,29 @@ def build_app(settings: Settings) -> FastStream:
         beats = Heartbeats(nc, settings.heartbeat_s)
         beats.start()
         state["heartbeats"] = beats
+        await start_jobs(nc)
         url = nc.connected_url
-        log.info("worker %s ready on nats://%s:%s (concurrency %d)", WORKER_ID, url.hostname if url else "?",
-                 url.port if url else "?", settings.worker_concurrency)
+        log.info("worker %s ready on nats://%s:%s (concurrency %d, jobs %d)", WORKER_ID,
+                 url.hostname if url else "?", url.port if url else "?", settings.worker_concurrency,
+                 settings.job_concurrency)
+
+    async def start_jobs(nc) -> None:
+        """The job streams and bucket (created when missing), then this worker's job slots."""
+        store = JobStore(nc, JobSettings(max_age_s=settings.job_max_age_s, results_ttl_s=settings.job_results_ttl_s,
+                                         duplicate_window_s=settings.job_duplicate_window_s,
+                                         ack_wait_s=settings.job_ack_wait_s))
+        await store.open()
+        assert services.job_signer is not None
+        services.jobs.open(store, services.job_signer)
+        if settings.job_concurrency == 0:
+            return
+        runner = JobRunner(store=store, signer=services.job_signer, handlers=services.job_handlers,
+                           execute=lambda handler, command: run_observed(handler, command, services.observers),
+                           max_attempts=settings.job_max_attempts, worker_id=WORKER_ID)
+        consumer = JobConsumer(store.js, runner, concurrency=settings.job_concurrency,
+                               ack_wait_s=settings.job_ack_wait_s)
+        await consumer.start()
+        state["jobs"] = consumer
 
     async def stopping() -> None:
         # FastStream's stop() keeps a subscription open while it waits for in-flight handlers and
@@ -123,6 +155,9 @@ def build_app(settings: Settings) -> FastStream:
             with contextlib.suppress(Exception):
                 await subscription.drain()
             subscriber.subscription = None
+        consumer = state.get("jobs")
+        if isinstance(consumer, JobConsumer):   # running jobs finish (or are handed back) while requests drain
+            await consumer.stop(settings.drain_timeout_s)
 
     async def stopped() -> None:
         beats = heartbeats()

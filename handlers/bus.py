@@ -26,6 +26,17 @@ log = logging.getLogger("symbia.integrations.bus")
 CallObserver = Callable[[Command, Reply], Awaitable[None]]
 
 
+async def run_observed(handler: Handler, command: Command, observers: Sequence[CallObserver]) -> Reply:
+    """The pipeline every command goes through, request-reply or job: the handler under
+    run_command (failures become the envelope), then the call observers (usage) for
+    authenticated calls."""
+    reply = await run_command(handler, command)
+    if command.record is not None:
+        for observe in observers:
+            await observe(command, reply)
+    return reply
+
+
 def as_message(message: NatsMessage) -> NatsMessage:
     """Decoder: hand the handler the message itself, undecoded."""
     return message
@@ -89,9 +100,6 @@ class BusEndpoint:
             heartbeats.add(key, message.reply_to)
         try:
             reply = await self._reply(message, command)
-            if command.record is not None:
-                for observe in self._observers:
-                    await observe(command, reply)
         except asyncio.CancelledError:
             # The worker is stopping and its drain timeout ran out: tell the requester now
             # (retryable) instead of letting it wait for silence to be noticed.
@@ -118,7 +126,7 @@ class BusEndpoint:
             command.body = await self._payloads().take(ref) if ref else message.body
             return await self._handler(command)
 
-        return await run_command(handle, command)
+        return await run_observed(handle, command, self._observers)
 
     async def _encode(self, reply: Reply) -> NatsResponse:
         headers = {**reply.headers, h.STATUS: str(reply.status)}

@@ -2,11 +2,15 @@
 
 import logging
 
+from contracts.execute import ExecuteRequest
 from service.auth.keys import KeyStore
 from service.cache import TTLCache
 from service.catalog import ProviderConfigs
 from service.discovery import DiscoveryService
 from service.execute import ExecuteService
+from service.jobs.grants import JobSigner, load_signing_key
+from service.jobs.kinds import JobHandler
+from service.jobs.service import JobsService
 from service.providers.base import ProviderSpec
 from service.providers.capabilities import build_provider_table
 from service.providers.discovery import ProviderProbe
@@ -57,6 +61,15 @@ class Services:
             if not spec.needs_credential and spec.health_url:
                 self.discovery.probes[spec.name] = self._reachability(spec)
 
+        # Commands that can run as jobs (docs/JOBS.md): kind → its request-reply twin. Invoke and
+        # register join with one line each once their handlers exist.
+        self.job_handlers: dict[str, JobHandler] = {
+            "execute": JobHandler(self.execute, self.execute.request_id_prefix, ExecuteRequest),
+        }
+        self.jobs = JobsService(access=self.access, handlers=self.job_handlers,
+                                grant_ttl_s=settings.job_grant_ttl_s, batch_max=settings.job_batch_max)
+        self.job_signer: JobSigner | None = None       # loaded at start (it may create the key file)
+
     def _reachability(self, spec: ProviderSpec):
         async def probe() -> bool:
             return await self.provider_probe.available(spec) is not False
@@ -65,6 +78,8 @@ class Services:
     async def start(self) -> None:
         """Start-up I/O of a worker (before it takes messages): the first Catalog load."""
         await self.provider_configs.start()
+        self.job_signer = JobSigner(load_signing_key(self.settings.job_signing_key,
+                                                     self.settings.job_signing_key_path))
 
     async def close(self) -> None:
         await self.provider_configs.stop()

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, PrivateAttr, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -110,10 +110,32 @@ class Settings(BaseSettings):
     model_list_ttl_s: float = Field(300.0, ge=0, validation_alias="INTEGRATIONS_MODEL_LIST_TTL_S")
     model_list_timeout_s: float = Field(10.0, gt=0, validation_alias="INTEGRATIONS_MODEL_LIST_TIMEOUT_S")
 
+    # --- jobs (docs/JOBS.md) ---------------------------------------------------------------
+    # Jobs this worker runs at once, apart from INTEGRATIONS_WORKER_CONCURRENCY (0: takes no jobs).
+    job_concurrency: int = Field(16, ge=0, le=10_000, validation_alias="INTEGRATIONS_JOB_CONCURRENCY")
+    # HMAC key shared by all workers; unset: generated once in the data dir (job-signing.key).
+    job_signing_key: str | None = Field(None, min_length=32, validation_alias="INTEGRATIONS_JOB_SIGNING_KEY",
+                                        repr=False)
+    job_grant_ttl_s: float = Field(3600.0, gt=0, validation_alias="INTEGRATIONS_JOB_GRANT_TTL_S")
+    job_max_age_s: float = Field(86_400.0, gt=0, validation_alias="INTEGRATIONS_JOB_MAX_AGE_S")
+    job_results_ttl_s: float = Field(7 * 86_400.0, gt=0, validation_alias="INTEGRATIONS_JOB_RESULTS_TTL_S")
+    job_ack_wait_s: float = Field(30.0, ge=1, validation_alias="INTEGRATIONS_JOB_ACK_WAIT_S")
+    job_max_attempts: int = Field(3, ge=1, le=100, validation_alias="INTEGRATIONS_JOB_MAX_ATTEMPTS")
+    job_duplicate_window_s: float = Field(900.0, gt=0, validation_alias="INTEGRATIONS_JOB_DUPLICATE_WINDOW_S")
+    job_batch_max: int = Field(1000, ge=1, validation_alias="INTEGRATIONS_JOB_BATCH_MAX")
+
     @field_validator("openai_base_url", "huggingface_base_url", "models_service_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _job_records_outlive_grants(self) -> "Settings":
+        # A replayed job message is recognized by its status record until the record expires;
+        # its grant must expire first (docs/JOBS.md, "What a publisher can and cannot do").
+        if self.job_results_ttl_s < self.job_grant_ttl_s:
+            raise ValueError("INTEGRATIONS_JOB_RESULTS_TTL_S must be at least INTEGRATIONS_JOB_GRANT_TTL_S")
+        return self
 
     @field_validator("anthropic_base_url")
     @classmethod
@@ -147,6 +169,10 @@ class Settings(BaseSettings):
     @property
     def key_store_path(self) -> Path:
         return self.data_dir / "api-keys.json"
+
+    @property
+    def job_signing_key_path(self) -> Path:
+        return self.data_dir / "job-signing.key"
 
     def timeout_for(self, operation: str) -> float:
         return self.operation_timeouts_s.get(operation, self.upstream_timeout_s)
