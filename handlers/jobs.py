@@ -32,8 +32,7 @@ class JobConsumer:
         self._concurrency = concurrency
         self._ack_wait_s = ack_wait_s
         self._poll_s = poll_s
-        self._slots: list[asyncio.Task] = []
-        self._subs: list[JetStreamContext.PullSubscription] = []
+        self._slots: dict[asyncio.Task, JetStreamContext.PullSubscription] = {}
         self._busy: dict[asyncio.Task, Msg] = {}
         self._beat: asyncio.Task | None = None
         self._stopping = False
@@ -46,8 +45,7 @@ class JobConsumer:
     async def start(self) -> None:
         for _ in range(self._concurrency):
             sub = await self._js.pull_subscribe_bind(durable=subjects.JOBS_CONSUMER, stream=subjects.JOBS_STREAM)
-            self._subs.append(sub)
-            self._slots.append(asyncio.create_task(self._slot(sub)))
+            self._slots[asyncio.create_task(self._slot(sub))] = sub
         self._beat = asyncio.create_task(self._in_progress())
 
     async def _slot(self, sub: JetStreamContext.PullSubscription) -> None:
@@ -109,20 +107,26 @@ class JobConsumer:
     async def stop(self, grace_s: float) -> None:
         """Take no new jobs; let running ones finish within `grace_s`, then nak the rest."""
         self._stopping = True
-        idle = [t for t in self._slots if t not in self._busy]
+        # Idle slots first, subscriptions included: a pull request left behind would capture a job
+        # (one handed back by this very stop, say) that then waits ack_wait in a dead inbox.
+        idle = [task for task in self._slots if task not in self._busy]
         for task in idle:
             task.cancel()
-        busy = list(self._busy)
+        await self._close(idle)
+        busy = [task for task in self._slots if task not in idle]
         if busy:
             log.info("waiting up to %.0fs for %d running jobs", grace_s, len(busy))
             _, late = await asyncio.wait(busy, timeout=grace_s)
             for task in late:
                 task.cancel()
-        await asyncio.gather(*self._slots, return_exceptions=True)
+            await self._close(busy)
         if self._beat:
             self._beat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._beat
-        for sub in self._subs:
+
+    async def _close(self, slots: list[asyncio.Task]) -> None:
+        await asyncio.gather(*slots, return_exceptions=True)
+        for task in slots:
             with contextlib.suppress(Exception):
-                await sub.unsubscribe()
+                await self._slots[task].unsubscribe()

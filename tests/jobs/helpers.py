@@ -66,10 +66,10 @@ class ResultWatch:
         self.seen[msg.subject.rsplit(".", 1)[1]].append(msg)
         self._changed.set()
 
-    async def wait_for(self, ids, timeout: float = 30.0) -> dict[str, object]:
+    async def wait_for(self, ids, within_s: float = 30.0) -> dict[str, object]:
         wanted = set(ids)
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + within_s
         while not wanted <= self.seen.keys():
             self._changed.clear()
             remaining = deadline - loop.time()
@@ -93,10 +93,10 @@ async def job_status(nc, job_id: str, headers: dict | None = None) -> tuple[int,
     return int(msg.headers["x-status"]), orjson.loads(msg.data)
 
 
-async def wait_status(nc, job_id: str, statuses=("succeeded", "failed", "cancelled"), timeout: float = 20.0,
+async def wait_status(nc, job_id: str, statuses=("succeeded", "failed", "cancelled"), within_s: float = 20.0,
                       headers: dict | None = None) -> dict:
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    deadline = loop.time() + within_s
     while True:
         status, body = await job_status(nc, job_id, headers)
         if status == 200 and body["status"] in statuses:
@@ -104,3 +104,15 @@ async def wait_status(nc, job_id: str, statuses=("succeeded", "failed", "cancell
         if loop.time() > deadline:
             raise AssertionError(f"job {job_id} still {body}")
         await asyncio.sleep(0.05)
+
+
+async def until(check, within_s: float = 20.0, every_s: float = 0.05) -> None:
+    """Polls `check()` (no bus event to wait for: llmock's journal, stream state)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        if await check() if asyncio.iscoroutinefunction(check) else check():
+            return
+        if loop.time() > deadline:
+            raise AssertionError(f"not true within {within_s}s: {check}")
+        await asyncio.sleep(every_s)

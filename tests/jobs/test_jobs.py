@@ -220,7 +220,8 @@ async def test_bad_batches_queue_nothing(http, nc):
     cases = [
         ([{"id": good, "request": chat_request()}, {"request": {"provider": "openai"}}], 400, "invalid_request",
          "jobs[1].request"),
-        ([{"id": good, "kind": "invoke", "request": {}}], 400, "job_kind_unavailable", "jobs[0]: Jobs of kind 'invoke'"),
+        ([{"id": good, "kind": "invoke", "request": {}}], 400, "job_kind_unavailable",
+         "jobs[0]: Jobs of kind 'invoke'"),
         ([{"id": good, "kind": "register", "request": {}}], 400, "job_kind_unavailable", "available: execute"),
         ([{"id": good, "request": chat_request()}, {"id": good, "request": chat_request()}], 400, "invalid_request",
          "unique"),
