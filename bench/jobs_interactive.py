@@ -9,7 +9,7 @@ process), then measures sequential interactive executes (over NATS and over HTTP
    running when the measurement ends.
 
     .venv/bin/python -m bench.jobs_interactive [--jobs 4000] [--requests 400] [--delay-ms 0]
-                                               [--job-concurrency 16]
+                                               [--job-concurrency 16] [--yield-lag-ms 2]
 """
 
 import argparse
@@ -46,10 +46,14 @@ async def measure(args, gateway: str, nats_url: str) -> dict:
     nc = await nats.connect(nats_url)
     done: set[str] = set()
     last_result = [0.0]
+    all_done = asyncio.Event()
+    expected = [args.jobs]
 
     async def on_result(msg) -> None:
         done.add(msg.subject.rsplit(".", 1)[1])
         last_result[0] = time.perf_counter()
+        if len(done) >= expected[0]:
+            all_done.set()
 
     await nc.subscribe("integrations.v1.results.>", cb=on_result)
     async with aiohttp.ClientSession() as http:
@@ -89,8 +93,8 @@ async def measure(args, gateway: str, nats_url: str) -> dict:
         out["jobs_in_window"] = len(done) - done_before
         out["window_s"] = window
         out["still_running"] = len(done) < len(ids)
-        while len(done) < len(ids):
-            await asyncio.sleep(0.1)
+        expected[0] = len(ids)
+        await all_done.wait()
         out["batch_s"] = last_result[0] - submitted
     await nc.close()
     return out
@@ -102,6 +106,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=400)
     parser.add_argument("--delay-ms", type=float, default=0)
     parser.add_argument("--job-concurrency", type=int, default=16)
+    parser.add_argument("--yield-lag-ms", type=float, default=None,
+                        help="INTEGRATIONS_JOB_YIELD_LAG_MS (0 disables holding jobs back; default: the setting's)")
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
     mock_port, http_port = free_port(), free_port()
@@ -112,6 +118,8 @@ def main() -> None:
            "INTEGRATIONS_HOST": "127.0.0.1", "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1",
            "OPENAI_API_KEY": "sk-bench", "INTEGRATIONS_API_KEYS": KEY,
            "INTEGRATIONS_JOB_CONCURRENCY": str(args.job_concurrency), "INTEGRATIONS_JOB_BATCH_MAX": "1000"}
+    if args.yield_lag_ms is not None:
+        env["INTEGRATIONS_JOB_YIELD_LAG_MS"] = str(args.yield_lag_ms)
     env.pop("NATS_URL", None)
     log = Path(work) / "serve.log"
     serve = subprocess.Popen([str(bin_dir / "symbia-integrations"), "serve"], env=env, cwd=work,
@@ -126,7 +134,8 @@ def main() -> None:
         serve.wait(60)
         mock.terminate()
         mock.wait(10)
-    print(f"upstream delay {args.delay_ms:g} ms, job slots {args.job_concurrency}, {args.jobs} jobs, "
+    lag = "default" if args.yield_lag_ms is None else f"{args.yield_lag_ms:g} ms"
+    print(f"upstream delay {args.delay_ms:g} ms, job slots {args.job_concurrency}, yield lag {lag}, {args.jobs} jobs, "
           f"{args.requests} sequential interactive requests per row, load avg {os.getloadavg()[0]:.2f}")
     print(f"{'interactive':<12} {'p50 ms':>8} {'p99 ms':>8}")
     for name in ("idle nats", "busy nats", "idle http", "busy http"):

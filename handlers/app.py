@@ -22,7 +22,7 @@ from contracts.envelope import ErrorCategory, Reason, envelope_json, error_envel
 from contracts.health import WorkerPing
 from handlers.bus import BusEndpoint, Heartbeats, as_message, run_observed
 from handlers.connection import connect_options
-from handlers.jobs import JobConsumer
+from handlers.jobs import InteractiveFirst, JobConsumer
 from handlers.payloads import PayloadStore
 from service import __version__
 from service.container import Services
@@ -73,8 +73,12 @@ def build_app(settings: Settings) -> FastStream:
     def heartbeats() -> Heartbeats | None:
         return state.get("heartbeats")  # type: ignore[return-value]
 
+    # Request-reply calls go first when jobs saturate the worker's CPU (docs/JOBS.md).
+    interactive = InteractiveFirst(settings.job_yield_lag_ms / 1000)
+
     def endpoint(subject: str, handler, prefix: str, description: str) -> None:
-        run = BusEndpoint(handler, prefix, payloads, heartbeats, services.observers, lambda: broker.connection)
+        run = BusEndpoint(handler, prefix, payloads, heartbeats, services.observers, lambda: broker.connection,
+                          load=interactive)
         broker.subscriber(
             subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
             decoder=as_message, title=subject, description=description,
@@ -138,7 +142,8 @@ def build_app(settings: Settings) -> FastStream:
                            execute=lambda handler, command: run_observed(handler, command, services.observers),
                            max_attempts=settings.job_max_attempts, worker_id=WORKER_ID)
         consumer = JobConsumer(store.js, runner, concurrency=settings.job_concurrency,
-                               ack_wait_s=settings.job_ack_wait_s)
+                               ack_wait_s=settings.job_ack_wait_s, priority=interactive)
+        interactive.start()
         await consumer.start()
         state["jobs"] = consumer
 
@@ -158,6 +163,7 @@ def build_app(settings: Settings) -> FastStream:
         consumer = state.get("jobs")
         if isinstance(consumer, JobConsumer):   # running jobs finish (or are handed back) while requests drain
             await consumer.stop(settings.drain_timeout_s)
+            await interactive.stop()
 
     async def stopped() -> None:
         beats = heartbeats()

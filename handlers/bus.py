@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from faststream.nats import NatsMessage
 from faststream.nats.response import NatsResponse
@@ -78,13 +79,22 @@ class Heartbeats:
                         await self._nc.publish(reply_to, b"", headers=beat)
 
 
+class RequestLoad(Protocol):
+    """Told when a request-reply call begins and ends (handlers.jobs.InteractiveFirst)."""
+
+    def begin(self) -> None: ...
+
+    def end(self) -> None: ...
+
+
 class BusEndpoint:
     """Runs one service handler for bus messages."""
 
     def __init__(self, handler: Handler, request_id_prefix: str, payloads: Callable[[], PayloadStore],
                  heartbeats: Callable[[], Heartbeats | None], observers: Sequence[CallObserver] = (),
-                 nc: Callable[[], Client] | None = None) -> None:
+                 nc: Callable[[], Client] | None = None, load: "RequestLoad | None" = None) -> None:
         self._handler = handler
+        self._load = load
         self._nc = nc
         self._prefix = request_id_prefix
         self._payloads = payloads
@@ -98,6 +108,8 @@ class BusEndpoint:
         key = id(command)
         if heartbeats:
             heartbeats.add(key, message.reply_to)
+        if self._load is not None:
+            self._load.begin()
         try:
             reply = await self._reply(message, command)
         except asyncio.CancelledError:
@@ -114,6 +126,8 @@ class BusEndpoint:
         finally:
             if heartbeats:
                 heartbeats.discard(key)
+            if self._load is not None:
+                self._load.end()
         return await self._encode(reply)
 
     async def _reply(self, message: NatsMessage, command: Command) -> Reply:

@@ -23,17 +23,68 @@ from service.jobs.runner import IncomingJob, JobRunner
 
 log = logging.getLogger("symbia.integrations.jobs")
 
+MIN_START_INTERVAL_S = 0.1
+
+
+class InteractiveFirst:
+    """Jobs share the worker's event loop with request-reply calls. While interactive requests are
+    in flight (or were, within the last `quiet_s`) and the loop runs late by more than `lag_limit_s`
+    (its CPU is saturated), job slots start at most one job per MIN_START_INTERVAL_S; running jobs
+    go on. When the loop keeps up (jobs waiting on slow upstreams), jobs run at full concurrency."""
+
+    def __init__(self, lag_limit_s: float, quiet_s: float = 0.05, tick_s: float = 0.01) -> None:
+        self.lag_limit_s = lag_limit_s
+        self.lag_s = 0.0
+        self._quiet_s = quiet_s
+        self._tick_s = tick_s
+        self._in_flight = 0
+        self._last = 0.0
+        self._task: asyncio.Task | None = None
+
+    def begin(self) -> None:
+        self._in_flight += 1
+        self._last = time.monotonic()
+
+    def end(self) -> None:
+        self._in_flight -= 1
+        self._last = time.monotonic()
+
+    @property
+    def hold_jobs(self) -> bool:
+        if self.lag_s <= self.lag_limit_s:
+            return False
+        return self._in_flight > 0 or time.monotonic() - self._last < self._quiet_s
+
+    def start(self) -> None:
+        if self.lag_limit_s > 0:
+            self._task = asyncio.create_task(self._measure())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _measure(self) -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(self._tick_s)
+            late = time.monotonic() - started - self._tick_s
+            self.lag_s = late if late > self.lag_s else 0.7 * self.lag_s + 0.3 * late   # fast up, slow down
+
 
 class JobConsumer:
     def __init__(self, js: JetStreamContext, runner: JobRunner, *, concurrency: int, ack_wait_s: float,
-                 poll_s: float = 5.0) -> None:
+                 priority: InteractiveFirst | None = None, poll_s: float = 5.0) -> None:
         self._js = js
         self._runner = runner
+        self._priority = priority
         self._concurrency = concurrency
         self._ack_wait_s = ack_wait_s
         self._poll_s = poll_s
         self._slots: dict[asyncio.Task, JetStreamContext.PullSubscription] = {}
         self._busy: dict[asyncio.Task, Msg] = {}
+        self._last_start = 0.0
         self._beat: asyncio.Task | None = None
         self._stopping = False
         self._last_error_log = 0.0
@@ -50,6 +101,10 @@ class JobConsumer:
 
     async def _slot(self, sub: JetStreamContext.PullSubscription) -> None:
         while not self._stopping:
+            if self._held():
+                await asyncio.sleep(0.005)
+                continue
+            self._last_start = time.monotonic()
             try:
                 messages = await sub.fetch(1, timeout=self._poll_s)
             except (nats.errors.TimeoutError, TimeoutError):
@@ -62,6 +117,13 @@ class JobConsumer:
                 continue
             for message in messages:
                 await self._handle(message)
+
+    def _held(self) -> bool:
+        """Whether a free slot waits before taking a job: while request-reply calls need the CPU,
+        one job may still start every MIN_START_INTERVAL_S, so jobs are never starved."""
+        if self._priority is None or not self._priority.hold_jobs:
+            return False
+        return time.monotonic() - self._last_start < MIN_START_INTERVAL_S
 
     async def _handle(self, message: Msg) -> None:
         task = asyncio.current_task()

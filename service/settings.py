@@ -123,6 +123,9 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(3, ge=1, le=100, validation_alias="INTEGRATIONS_JOB_MAX_ATTEMPTS")
     job_duplicate_window_s: float = Field(900.0, gt=0, validation_alias="INTEGRATIONS_JOB_DUPLICATE_WINDOW_S")
     job_batch_max: int = Field(1000, ge=1, validation_alias="INTEGRATIONS_JOB_BATCH_MAX")
+    # While request-reply calls are in flight and the worker's event loop runs this late (CPU
+    # saturated), job slots start no new job (0: never hold jobs back).
+    job_yield_lag_ms: float = Field(2.0, ge=0, validation_alias="INTEGRATIONS_JOB_YIELD_LAG_MS")
 
     @field_validator("openai_base_url", "huggingface_base_url", "models_service_url")
     @classmethod

@@ -140,7 +140,8 @@ class JobsService:
                                reason=exc.reason) from None
         except ValidationError as exc:
             problem = validation_error(exc)
-            raise GatewayError(f"jobs[{index}].request: {problem.message}", ErrorCategory.validation,
+            detail = problem.message.removeprefix("Invalid request: ")
+            raise GatewayError(f"Invalid jobs[{index}].request: {detail}", ErrorCategory.validation,
                                reason=problem.reason) from None
         job_id = spec.id or f"{handler.request_id_prefix}_{uuid.uuid4().hex}"
         return job_id, spec, orjson.dumps(spec.request)

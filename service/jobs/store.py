@@ -30,7 +30,13 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import (
+    BadRequestError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -132,7 +138,7 @@ class JobStore:
     async def get(self, job_id: str) -> tuple[JobRecord, int] | None:
         try:
             entry = await self.kv.get(job_id)
-        except KeyNotFoundError:
+        except (KeyNotFoundError, KeyDeletedError):      # never created, or rolled back
             return None
         if not entry.value:
             return None

@@ -203,8 +203,15 @@ async def test_job_status_is_scoped_to_the_organization(http, nc, acme_key, resu
         assert response.status_code == 404
     assert (await http.get(f"/api/integrations/jobs/{job_id}", headers={"x-org-id": "acme"})).status_code == 200
     # ids are global: another organization cannot take over an id in use
-    response = await http.post("/api/integrations/jobs", json=[{"id": job_id, "request": chat_request()}])
+    fresh = new_id()
+    response = await http.post("/api/integrations/jobs", json=[{"id": fresh, "request": chat_request()},
+                                                                {"id": job_id, "request": chat_request()}])
     assert response.status_code == 409 and response.json()["reason"] == "job_id_conflict"
+    assert job_id in response.json()["error"] and fresh not in response.json()["error"]
+    assert (await http.get(f"/api/integrations/jobs/{fresh}")).status_code == 404      # rolled back
+    response = await http.post("/api/integrations/jobs", json=[{"id": fresh, "request": chat_request("again")}])
+    assert response.status_code == 202 and "duplicate" not in response.json()["jobs"][0]
+    await results.wait_for([fresh])
     # nor can a grant of another organization run a message with that id
     grant = await get_grant(nc)
     await publish_job(nc.jetstream(), grant, job_id, chat_request("hijack"))
