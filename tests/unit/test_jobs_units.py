@@ -1,4 +1,4 @@
-"""Grants, job signatures, the signing key file, job settings and contracts (no bus)."""
+"""Jobs without a bus: grants, job signatures, the signing key file, settings, contracts, the interactive-first rule."""
 
 import os
 import stat
@@ -111,3 +111,23 @@ def test_batch_contract():
     assert reply_subject_problem("_INBOX.abc.1") is None and reply_subject_problem("svc.jobs.done") is None
     for bad in ("integrations.v1.results.x", "$JS.API.X", "a..b", "a.>", "a b", "x" * 300, ""):
         assert reply_subject_problem(bad), bad
+
+
+async def test_jobs_hold_back_only_while_interactive_calls_wait_on_a_late_loop():
+    from handlers.jobs import InteractiveFirst
+
+    first = InteractiveFirst(lag_limit_s=0.002, quiet_s=0.05)
+    first.lag_s = 0.010
+    assert not first.hold_jobs                      # late loop, but no interactive call: jobs go on
+    first.begin()
+    assert first.hold_jobs
+    first.lag_s = 0.001
+    assert not first.hold_jobs                      # the loop keeps up: jobs go on
+    first.lag_s = 0.010
+    first.end()
+    assert first.hold_jobs                          # just finished: still within quiet_s
+    first._last -= 1
+    assert not first.hold_jobs
+    disabled = InteractiveFirst(lag_limit_s=0)
+    disabled.start()                                # no measuring task when disabled
+    assert disabled._task is None
