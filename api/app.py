@@ -12,15 +12,18 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
-from api.bus import BusClient, BusError
+from api.bus import BusClient, BusError, BusReply
 from api.docs import llms_txt, openapi_document
 from api.middleware import ResponseHeaders
-from api.responses import JSON, envelope_response, request_id_of
+from api.responses import JSON, envelope_response, error_body, error_response, request_id_of
 from api.settings import ApiSettings
+from api.sse import SseResponse
 from contracts import headers as h
 from contracts import subjects
 from contracts.envelope import ErrorCategory, Reason
+from contracts.openai import V1_PREFIX
 from contracts.routes import ROUTES, Route
+from contracts.streaming import wants_stream
 
 log = logging.getLogger("symbia.integrations.api")
 
@@ -38,6 +41,8 @@ _BUS_ERRORS = {
     "timeout": (504, ErrorCategory.timeout, Reason.BUS_TIMEOUT, "The request took longer than the gateway allows"),
     "unavailable": (503, ErrorCategory.internal, Reason.BUS_UNAVAILABLE,
                     "The gateway's message bus is unavailable; retry shortly"),
+    "stream_broken": (502, ErrorCategory.internal, Reason.STREAM_INTERRUPTED,
+                      "The stream from the worker lost messages; the answer is incomplete"),
 }
 
 
@@ -86,24 +91,67 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     timeout = settings.request_timeout_s
     max_body = settings.max_body_bytes
 
+    def bus_error(route: Route, request: Request, exc: BusError) -> Response:
+        status, category, reason, message = _BUS_ERRORS[exc.kind]
+        return error_response(status, message, category, reason=reason, retryable=True,
+                              request_id=request_id_of(request), error_format=route.error_format)
+
+    def reply_response(reply: BusReply) -> Response:
+        headers = {k: v for k in h.HTTP_REPLY_HEADERS if (v := reply.headers.get(k)) is not None}
+        if (retry := reply.headers.get("x-should-retry")) is not None:  # OpenAI SDKs read it
+            headers["x-should-retry"] = retry
+        return Response(reply.body, status_code=reply.status, media_type=JSON, headers=headers)
+
     async def forward(route: Route, request: Request, body: bytes) -> Response:
         try:
             reply = await bus.request(route.subject, body, bus_headers(request), timeout)
         except BusError as exc:
+            return bus_error(route, request, exc)
+        return reply_response(reply)
+
+    async def forward_stream(route: Route, request: Request, body: bytes) -> Response | SseResponse:
+        request_id = request_id_of(request)
+        try:
+            opened = await bus.open_stream(route.stream.subject, body, bus_headers(request), timeout,
+                                           settings.stream_window)
+        except BusError as exc:
+            return bus_error(route, request, exc)
+        if isinstance(opened, BusReply):  # refused before streaming: a plain HTTP error
+            return reply_response(opened)
+
+        def mid_stream_error(exc: BusError) -> bytes:
             status, category, reason, message = _BUS_ERRORS[exc.kind]
-            return envelope_response(status, message, category, reason=reason, retryable=True,
-                                     request_id=request_id_of(request))
-        headers = {k: v for k in h.HTTP_REPLY_HEADERS if (v := reply.headers.get(k)) is not None}
-        return Response(reply.body, status_code=reply.status, media_type=JSON, headers=headers)
+            return error_body(status, message, category, reason=reason, retryable=True, request_id=request_id,
+                              error_format=route.error_format)[1]
+
+        return SseResponse(opened, route.stream.dialect, mid_stream_error)
 
     def body_route(route: Route):
-        async def endpoint(request: Request) -> Response:
+        with_path_params = "{" in route.path
+
+        async def endpoint(request: Request) -> Response | SseResponse:
             try:
                 body = await read_body(request, max_body)
             except BodyTooLarge:
-                return envelope_response(413, f"Request body too large. Maximum size is {max_body} bytes",
-                                         ErrorCategory.validation, reason=Reason.BODY_TOO_LARGE,
-                                         request_id=request_id_of(request))
+                return error_response(413, f"Request body too large. Maximum size is {max_body} bytes",
+                                      ErrorCategory.validation, reason=Reason.BODY_TOO_LARGE,
+                                      request_id=request_id_of(request), error_format=route.error_format)
+            if with_path_params:  # contracts/routes.py: {...path params, "body": <parsed body>}
+                try:
+                    parsed = orjson.loads(body) if body.strip() else None
+                except orjson.JSONDecodeError as exc:
+                    return error_response(400, f"Malformed JSON body: {exc}", ErrorCategory.validation,
+                                          reason=Reason.INVALID_JSON, request_id=request_id_of(request),
+                                          error_format=route.error_format)
+                body = orjson.dumps({**request.path_params, "body": parsed})
+            # Only bodies that mention "stream" are parsed here; the hot path stays bytes-in, bytes-out.
+            elif route.stream is not None and b'"stream"' in body:
+                try:
+                    streaming = wants_stream(orjson.loads(body))
+                except orjson.JSONDecodeError:
+                    streaming = False  # the worker answers with the precise 400
+                if streaming:
+                    return await forward_stream(route, request, body)
             return await forward(route, request, body)
 
         return endpoint
@@ -118,7 +166,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     for route in ROUTES:
         endpoint = body_route(route) if route.method in ("POST", "PUT", "PATCH") else params_route(route)
-        for path in (route.path, route.alias_path):
+        for path in route.paths:
             app.add_route(path, endpoint, methods=[route.method])
 
     def now() -> str:
@@ -160,14 +208,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        error_format = "openai" if request.url.path.startswith(V1_PREFIX + "/") else "envelope"
         if exc.status_code == 404:
-            return envelope_response(404, f"Not found: {request.method} {request.url.path}",
-                                     ErrorCategory.not_found, reason=Reason.NOT_FOUND,
-                                     request_id=request_id_of(request))
+            return error_response(404, f"Not found: {request.method} {request.url.path}",
+                                  ErrorCategory.not_found, reason=Reason.NOT_FOUND,
+                                  request_id=request_id_of(request), error_format=error_format)
         if exc.status_code == 405:
-            return envelope_response(405, f"Method {request.method} not allowed on {request.url.path}",
-                                     ErrorCategory.validation, reason=Reason.INVALID_REQUEST,
-                                     request_id=request_id_of(request))
+            return error_response(405, f"Method {request.method} not allowed on {request.url.path}",
+                                  ErrorCategory.validation, reason=Reason.INVALID_REQUEST,
+                                  request_id=request_id_of(request), error_format=error_format)
         return envelope_response(exc.status_code, str(exc.detail), ErrorCategory.internal,
                                  request_id=request_id_of(request))
 

@@ -5,6 +5,9 @@ unlike `request` a request here may receive several messages: heartbeats from a 
 is still busy (`x-kind: heartbeat`), then the reply. So a long LLM call can run for minutes
 while a killed worker is noticed within INTEGRATIONS_WORKER_SILENCE_S, and "no responders"
 comes back at once.
+
+A streaming request (`open_stream`) registers a `BusStream` under its token instead: the same
+inbox receives its start, chunks, heartbeats and terminal message (docs/STREAMING.md).
 """
 
 import asyncio
@@ -14,6 +17,7 @@ import logging
 import ssl
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 
 import nats
@@ -33,7 +37,7 @@ log = logging.getLogger("symbia.integrations.api")
 
 
 class BusError(Exception):
-    """`kind`: no_workers | worker_lost | timeout | unavailable."""
+    """`kind`: no_workers | worker_lost | timeout | unavailable | stream_broken."""
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -130,7 +134,12 @@ class BusClient:
 
     async def _on_message(self, msg: Msg) -> None:
         pending = self._pending.get(msg.subject[len(self._prefix) + 1:])
-        if pending is None or pending.future.done():
+        if pending is None:
+            return
+        if pending.__class__ is BusStream:
+            pending.deliver(msg)
+            return
+        if pending.future.done():
             return
         headers = msg.headers or {}
         if headers.get("Status") == "503" and not msg.data:
@@ -170,6 +179,55 @@ class BusClient:
             status = 502
         return BusReply(status, data, reply_headers)
 
+    async def open_stream(self, subject: str, body: bytes, headers: dict[str, str], timeout_s: float,
+                          window: int) -> "BusStream | BusReply":
+        """Publish a streaming request and wait for its first message: `start` gives the open
+        BusStream to iterate; a failure before streaming comes back as a plain BusReply."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            raise BusError("unavailable", "The message bus is not reachable")
+        silence = self._settings.worker_silence_s
+        deadline = time.monotonic() + timeout_s
+        headers[h.PROGRESS] = "1"
+        headers[h.START_BY] = str(int((time.time() + silence) * 1000))
+        headers[h.STREAM_WINDOW] = str(window)
+        if len(body) + _HEADROOM > nc.max_payload:
+            headers[h.PAYLOAD_REF] = await _within(deadline, self._put(body))
+            body = b""
+        token = str(next(self._tokens))
+        stream = BusStream(self, token, deadline, silence)
+        self._pending[token] = stream
+        try:
+            await nc.publish(subject, body, reply=f"{self._prefix}.{token}", headers=headers)
+            first = await stream.first()
+        except BaseException:
+            self._pending.pop(token, None)
+            raise
+        first_headers = first.headers or {}
+        if first_headers.get(h.KIND) == h.KIND_START:
+            stream.started(first_headers)
+            return stream
+        self._pending.pop(token, None)
+        data = first.data
+        if ref := first_headers.get(h.PAYLOAD_REF):
+            data = await _within(deadline, self._take(ref))
+        return BusReply(_status(first_headers), data, first_headers)
+
+    def _forget(self, token: str) -> None:
+        self._pending.pop(token, None)
+
+    async def _ack(self, subject: str, seq: int) -> None:
+        nc = self._nc
+        if nc is not None and nc.is_connected:
+            await nc.publish(subject, b"", headers={h.KIND: h.KIND_ACK, h.SEQ: str(seq)})
+
+    def _control(self, subject: str, headers: dict[str, str]) -> None:
+        """Fire-and-forget ack/cancel to a worker (never awaited inside a cancelled scope)."""
+        nc = self._nc
+        if nc is not None and nc.is_connected:
+            task = asyncio.get_running_loop().create_task(nc.publish(subject, b"", headers=headers))
+            task.add_done_callback(_ignore_result)
+
     @staticmethod
     async def _wait(pending: _Pending, deadline: float, silence_s: float) -> Msg:
         while True:
@@ -182,6 +240,9 @@ class BusClient:
             done, _ = await asyncio.wait((pending.future,), timeout=wait)
             if done:
                 return pending.future.result()
+
+    async def take(self, name: str, deadline: float) -> bytes:
+        return await _within(deadline, self._take(name))
 
     async def _bucket(self) -> ObjectStore:
         if self._store is None:
@@ -203,3 +264,148 @@ class BusClient:
         result = await store.get(name)
         await store.delete(name)
         return result.data or b""
+
+
+def _status(headers: dict[str, str]) -> int:
+    try:
+        return int(headers.get(h.STATUS, "502"))
+    except ValueError:
+        return 502
+
+
+def _wake(waiter: asyncio.Future) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _ignore_result(task: asyncio.Task) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class StreamClosed(Exception):
+    """The consumer closed the stream (its HTTP client went away)."""
+
+
+@dataclass(slots=True)
+class StreamMessage:
+    kind: str                 # chunk | end | error
+    body: bytes
+    status: int = 200
+
+
+class BusStream:
+    """The requester's side of one stream: messages queue here as the inbox callback delivers
+    them; iterating yields chunks in order, then the terminal message. Whenever the consumer
+    has caught up (asks for more and nothing is queued) it acknowledges what it consumed, so the
+    worker's window follows what the HTTP client actually read."""
+
+    __slots__ = ("_acked", "_client", "_closed", "_consumed", "_deadline", "_finished", "_messages", "_silence_s",
+                 "_token", "_wakeup", "ack_to", "closed_reason", "headers", "last_seen")
+
+    def __init__(self, client: BusClient, token: str, deadline: float, silence_s: float) -> None:
+        self._client = client
+        self._token = token
+        self._deadline = deadline
+        self._silence_s = silence_s
+        self._messages: deque[Msg] = deque()
+        self._wakeup: asyncio.Future | None = None
+        self._consumed = 0
+        self._acked = 0
+        self._finished = False
+        self._closed = False
+        self.closed_reason: str | None = None
+        self.ack_to = ""
+        self.headers: dict[str, str] = {}
+        self.last_seen = time.monotonic()
+
+    def deliver(self, msg: Msg) -> None:
+        self.last_seen = time.monotonic()
+        headers = msg.headers
+        if headers and headers.get(h.KIND) == h.KIND_HEARTBEAT:
+            return
+        self._messages.append(msg)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._wakeup is not None:
+            _wake(self._wakeup)
+
+    async def first(self) -> Msg:
+        """The first message that is not a heartbeat: `start`, or the reply of a failure."""
+        msg = await self._next_msg()
+        headers = msg.headers or {}
+        if headers.get("Status") == "503" and not msg.data:
+            raise BusError("no_workers", "No worker is serving this request")
+        return msg
+
+    def started(self, headers: dict[str, str]) -> None:
+        self.headers = headers
+        self.ack_to = headers.get(h.ACK_TO, "")
+
+    def ready(self) -> bool:
+        """A message is already queued: the next `__anext__` returns without waiting."""
+        return bool(self._messages) and not self._finished
+
+    def __aiter__(self) -> "BusStream":
+        return self
+
+    async def __anext__(self) -> StreamMessage:
+        if self._finished:
+            raise StopAsyncIteration
+        if not self._messages and self._consumed > self._acked and self.ack_to:
+            self._acked = self._consumed
+            await self._client._ack(self.ack_to, self._consumed)
+        msg = await self._next_msg()
+        headers = msg.headers or {}
+        kind = headers.get(h.KIND)
+        seq = headers.get(h.SEQ, "")
+        if not seq.isdigit() or int(seq) != self._consumed + 1:
+            self._finished = True
+            raise BusError("stream_broken", f"stream messages arrived out of order (got {seq!r} after "
+                                            f"{self._consumed})")
+        self._consumed += 1
+        if kind == h.KIND_CHUNK:
+            return StreamMessage(h.KIND_CHUNK, msg.data)
+        self._finished = True
+        self.close()
+        data = msg.data
+        if ref := headers.get(h.PAYLOAD_REF):
+            data = await self._client.take(ref, self._deadline)
+        return StreamMessage(h.KIND_END if kind == h.KIND_END else h.KIND_ERROR, data, _status(headers))
+
+    async def _next_msg(self) -> Msg:
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._messages:
+                return self._messages.popleft()
+            if self.closed_reason is not None:
+                raise StreamClosed(self.closed_reason)
+            now = time.monotonic()
+            if now >= self._deadline:
+                raise BusError("timeout", "The request took longer than the gateway allows")
+            if now - self.last_seen >= self._silence_s:
+                raise BusError("worker_lost", "The worker handling the request stopped responding")
+            # A bare future and one timer handle: cheaper per chunk than asyncio.wait / wait_for.
+            self._wakeup = waiter = loop.create_future()
+            timer = loop.call_later(min(self._deadline, self.last_seen + self._silence_s) - now, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                self._wakeup = None
+
+    def abort(self, reason: str) -> None:
+        """From another task (the HTTP disconnect watcher): the pending read ends now."""
+        self.closed_reason = self.closed_reason or reason
+        self._wake()
+
+    def close(self) -> None:
+        """Stop listening; a stream that had not ended is cancelled at the worker (which cancels
+        the upstream request). Synchronous on purpose: it runs in `finally` of cancelled tasks."""
+        if self._closed:
+            return
+        self._closed = True
+        self._client._forget(self._token)
+        if not self._finished and self.ack_to:
+            self._client._control(self.ack_to, {h.KIND: h.KIND_CANCEL})

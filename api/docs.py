@@ -8,7 +8,9 @@ from pydantic.json_schema import models_json_schema
 
 from contracts.envelope import ErrorEnvelope
 from contracts.health import HealthStatus
+from contracts.openai import OpenAIError
 from contracts.routes import ROUTES, Route
+from contracts.streaming import StreamDelta
 
 TITLE = "Symbia Integrations"
 DESCRIPTION = (
@@ -31,7 +33,8 @@ LOCAL_ROUTES: dict[str, tuple[str, type[BaseModel] | None]] = {
 
 
 def _schemas(routes: tuple[Route, ...]) -> dict[str, Any]:
-    models: list[tuple[type[BaseModel], str]] = [(ErrorEnvelope, "serialization"), (HealthStatus, "serialization")]
+    models: list[tuple[type[BaseModel], str]] = [(ErrorEnvelope, "serialization"), (HealthStatus, "serialization"),
+                                                 (OpenAIError, "serialization"), (StreamDelta, "serialization")]
     for route in routes:
         if route.request_model:
             models.append((route.request_model, "validation"))
@@ -58,8 +61,14 @@ def _operation(route: Route, path: str) -> dict[str, Any]:
         "responses": {str(route.success_status): {"description": "Success",
                                                   "content": _json_content(route.response_model)}},
     }
+    if route.stream is not None:
+        op["responses"]["200"]["content"]["text/event-stream"] = {
+            "schema": {"type": "string", "description": "with `\"stream\": true`: server-sent events "
+                       "(docs/STREAMING.md)" + (", data: StreamDelta" if route.stream.dialect.name == "execute" else
+                                                 ", data: chat.completion.chunk, then [DONE]")}}
+    error_model = OpenAIError if route.error_format == "openai" else ErrorEnvelope
     for status in route.error_statuses:
-        op["responses"][str(status)] = {"description": "Error envelope", "content": _json_content(ErrorEnvelope)}
+        op["responses"][str(status)] = {"description": "Error", "content": _json_content(error_model)}
     if route.auth:
         op["security"] = [{"apiKey": []}, {"bearer": []}]
     params = [{"name": p.name, "in": "query", "required": False, "description": p.description,

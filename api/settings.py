@@ -26,6 +26,8 @@ class ApiSettings(BaseSettings):
     ready_timeout_s: float = Field(1.0, gt=0, validation_alias="INTEGRATIONS_READY_TIMEOUT_S")
     drain_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_DRAIN_TIMEOUT_S")
     cors_origins: str = Field("", validation_alias="INTEGRATIONS_CORS_ORIGINS")
+    # Chunks in flight per stream before the worker waits for this adapter (docs/STREAMING.md).
+    stream_window: int = Field(64, ge=1, le=4096, validation_alias="INTEGRATIONS_STREAM_WINDOW")
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -14,6 +14,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from contracts import subjects
 from contracts.http import API_PREFIX, Route
+from contracts.streaming import EXECUTE_SSE, StreamRoute
 
 
 class Operation(StrEnum):
@@ -103,6 +104,10 @@ class ExecuteRequest(BaseModel):
     operation: str = Field(min_length=1, max_length=64)
     params: ExecuteParams
     credentialId: str | None = Field(None, validation_alias=_alias("credentialId", "credential_id"))
+    # Top level, not in params: it changes how the answer is delivered, not what the provider is
+    # asked. Over HTTP `true` answers with server-sent events; on the bus it belongs on the
+    # subject integrations.v1.execute.stream (docs/STREAMING.md).
+    stream: bool = False
 
 
 # --- normalized replies (reference §3.3) ----------------------------------------------------
@@ -167,5 +172,6 @@ ROUTES = (
             "callers never send them. Errors use the one error envelope."
         ),
         error_statuses=(400, 401, 402, 403, 413, 422, 429, 500, 502, 503, 504),
+        stream=StreamRoute(subjects.EXECUTE_STREAM, EXECUTE_SSE),
     ),
 )

@@ -49,6 +49,22 @@ HTTP_REPLY_HEADERS = (
     REQUEST_ID,
 )
 
+# Streams (docs/STREAMING.md). Every message a worker sends for a streaming request carries
+# KIND: `start` (stream accepted: x-status 200, ACK_TO, STREAM_WINDOW), `chunk` (SEQ 1, 2, ...),
+# `heartbeat`, then one terminal message, `end` or `error` (SEQ and x-status). A request that
+# fails before the upstream accepted it gets one `error` message, exactly like a plain reply.
+# The requester sends `ack` (SEQ = last chunk consumed) and `cancel` messages to ACK_TO.
+KIND_START = "start"
+KIND_CHUNK = "chunk"
+KIND_END = "end"
+KIND_ERROR = "error"
+KIND_ACK = "ack"
+KIND_CANCEL = "cancel"
+SEQ = "x-seq"
+ACK_TO = "x-ack-to"
+# Requester → worker: how many unacknowledged chunks it accepts in flight (the worker caps it).
+STREAM_WINDOW = "x-stream-window"
+
 # Jobs (docs/JOBS.md). A job message carries its idempotency key in NATS_MSG_ID (JetStream
 # de-duplication), a grant naming the principal and org it runs as, and a signature of this job
 # made with the grant's job key (never a caller credential). Result messages carry x-status,

@@ -10,13 +10,16 @@ own `ROUTES`; this module only collects them. A route's request travels as follo
   (POST: plus the parsed body under the key ``body``).
 """
 
-from contracts import discovery, execute, jobs
+from contracts import discovery, execute, invoke, jobs, openai, registry
 from contracts.envelope import ErrorEnvelope
 from contracts.http import ALIAS_PREFIX, API_PREFIX, QueryParam, Route
 
 ROUTES: tuple[Route, ...] = (
     *execute.ROUTES,
     *discovery.ROUTES,
+    *registry.ROUTES,
+    *invoke.ROUTES,
+    *openai.ROUTES,
     *jobs.ROUTES,
 )
 

@@ -22,6 +22,38 @@ PAYLOAD_BUCKET = "integrations-payloads"
 PAYLOAD_TTL_S = 600.0
 PAYLOAD_BUCKET_DESCRIPTION = "claim checks for payloads above max_payload"
 
+# Streaming request-reply (docs/STREAMING.md): several messages per request on the
+# requester's reply subject (start, chunks with sequence numbers, a terminal end or error).
+EXECUTE_STREAM = f"{PREFIX}.execute.stream"
+
+# OpenAI-compatible wire format (the /v1 routes): same pipeline as execute, OpenAI bodies.
+OPENAI_CHAT = f"{PREFIX}.openai.chat.completions"
+OPENAI_CHAT_STREAM = f"{PREFIX}.openai.chat.completions.stream"
+OPENAI_EMBEDDINGS = f"{PREFIX}.openai.embeddings"
+OPENAI_MODELS = f"{PREFIX}.openai.models"
+# Registry and invoke (docs/REGISTRY.md).
+INVOKE = f"{PREFIX}.invoke"
+REGISTRY_REGISTER = f"{PREFIX}.registry.register"
+REGISTRY_MCP_REGISTER = f"{PREFIX}.registry.mcp.register"
+REGISTRY_LIST = f"{PREFIX}.registry.list"
+REGISTRY_GET = f"{PREFIX}.registry.get"
+REGISTRY_OPERATIONS = f"{PREFIX}.registry.operations"
+REGISTRY_REFRESH = f"{PREFIX}.registry.refresh"
+REGISTRY_DELETE = f"{PREFIX}.registry.delete"
+REGISTRY_NAMESPACE = f"{PREFIX}.registry.namespace"
+REGISTRY_SEARCH = f"{PREFIX}.registry.search"
+REGISTRY_PARSE_OPENAPI = f"{PREFIX}.registry.parse.openapi"
+REGISTRY_PARSE_MCP = f"{PREFIX}.registry.parse.mcp"
+
+# Registry changes: `<EVENTS_REGISTRY>.<org>.<key>`; global entries use the org token `_global`.
+EVENTS_REGISTRY = f"{PREFIX}.events.registry"
+REGISTRY_GLOBAL_ORG = "_global"
+
+# JetStream KV bucket of registry entries (small records) and the object store holding each
+# entry's operations and inline spec (any size: objects are chunked).
+REGISTRY_BUCKET = "integrations-registry"
+REGISTRY_DOCS_BUCKET = "integrations-registry-docs"
+
 # Jobs (contracts/jobs.py, docs/JOBS.md): commands queued durably and run without a waiting caller.
 # Publishing (not requesting) to a kind's subject queues a job in the work-queue stream JOBS_STREAM.
 JOBS_PREFIX = f"{PREFIX}.jobs"

@@ -24,10 +24,12 @@ from handlers.bus import BusEndpoint, Heartbeats, as_message, run_observed
 from handlers.connection import connect_options
 from handlers.jobs import InteractiveFirst, JobConsumer
 from handlers.payloads import PayloadStore
+from handlers.streams import StreamEndpoint, StreamFlows
 from service import __version__
 from service.container import Services
 from service.jobs.runner import JobRunner
 from service.jobs.store import JobSettings, JobStore
+from service.openai_compat import openai_error_reply
 from service.settings import Settings
 
 log = logging.getLogger("symbia.integrations.worker")
@@ -73,15 +75,27 @@ def build_app(settings: Settings) -> FastStream:
     def heartbeats() -> Heartbeats | None:
         return state.get("heartbeats")  # type: ignore[return-value]
 
-    # Request-reply calls go first when jobs saturate the worker's CPU (docs/JOBS.md).
+    # Request-reply calls (and streams) go first when jobs saturate the worker's CPU (docs/JOBS.md).
     interactive = InteractiveFirst(settings.job_yield_lag_ms / 1000)
 
-    def endpoint(subject: str, handler, prefix: str, description: str) -> None:
+    def endpoint(subject: str, handler, prefix: str, description: str, render=None) -> None:
         run = BusEndpoint(handler, prefix, payloads, heartbeats, services.observers, lambda: broker.connection,
-                          load=interactive)
+                          render, load=interactive)
         broker.subscriber(
             subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
             decoder=as_message, title=subject, description=description,
+        )(run)
+
+    def flows() -> StreamFlows:
+        return state["flows"]  # type: ignore[return-value]
+
+    def stream_endpoint(subject: str, opener, prefix: str, description: str, render=None) -> None:
+        """A streaming subject (docs/STREAMING.md): replies are published by the endpoint itself."""
+        run = StreamEndpoint(opener, prefix, payloads, heartbeats, flows, services.observers, render,
+                             load=interactive)
+        broker.subscriber(
+            subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
+            decoder=as_message, no_reply=True, title=subject, description=description,
         )(run)
 
     endpoint(subjects.EXECUTE, services.execute, services.execute.request_id_prefix,
@@ -98,6 +112,40 @@ def build_app(settings: Settings) -> FastStream:
         (subjects.STATS, discovery.stats, "Counts of providers and integrations (no auth)."),
     ):
         endpoint(subject, handler, discovery.request_id_prefix, description)
+    # Registry and invoke (docs/REGISTRY.md).
+    registry = services.registry_service
+    for subject, handler, description in (
+        (subjects.REGISTRY_REGISTER, registry.register, "Register or update an integration (RegisterRequest)."),
+        (subjects.REGISTRY_MCP_REGISTER, registry.mcp_register, "Register an MCP server (flat McpRegisterRequest)."),
+        (subjects.REGISTRY_LIST, registry.list, "Integrations visible to the caller's org ({type?, scope?})."),
+        (subjects.REGISTRY_GET, registry.get, "One integration ({key})."),
+        (subjects.REGISTRY_OPERATIONS, registry.operations, "Operations of an integration ({key})."),
+        (subjects.REGISTRY_REFRESH, registry.refresh, "Re-discover an integration ({key, body})."),
+        (subjects.REGISTRY_DELETE, registry.delete, "Remove an integration ({key})."),
+        (subjects.REGISTRY_NAMESPACE, registry.namespace, "Namespace trees of the visible integrations ({})."),
+        (subjects.REGISTRY_SEARCH, registry.search, "Search operations ({q?, tag?, integration?, limit?})."),
+        (subjects.REGISTRY_PARSE_OPENAPI, registry.parse_openapi, "Preview an OpenAPI parse (ParseOpenApiRequest)."),
+        (subjects.REGISTRY_PARSE_MCP, registry.parse_mcp, "Preview an MCP server's operations (ParseMcpRequest)."),
+    ):
+        endpoint(subject, handler, registry.request_id_prefix, description)
+    endpoint(subjects.INVOKE, services.invoke, services.invoke.request_id_prefix,
+             "Invoke an operation of a registered integration (InvokeRequest).")
+
+    # Streams and the OpenAI-compatible routes (docs/STREAMING.md).
+    stream_endpoint(subjects.EXECUTE_STREAM, services.execute.open_stream, services.execute.request_id_prefix,
+                    "Execute as a stream; request = ExecuteRequest JSON; replies = start, chunk (StreamDelta), "
+                    "end (the execute reply) or error, with x-kind / x-seq headers (docs/STREAMING.md).")
+    openai = services.openai
+    endpoint(subjects.OPENAI_CHAT, openai.chat, openai.request_id_prefix,
+             "OpenAI-compatible chat completion; request and reply in OpenAI's wire format.",
+             render=openai_error_reply)
+    stream_endpoint(subjects.OPENAI_CHAT_STREAM, openai.open_chat_stream, openai.request_id_prefix,
+                    "OpenAI-compatible chat completion as a stream; chunks are chat.completion.chunk objects.",
+                    render=openai_error_reply)
+    endpoint(subjects.OPENAI_EMBEDDINGS, openai.embeddings, openai.request_id_prefix,
+             "OpenAI-compatible embeddings.", render=openai_error_reply)
+    endpoint(subjects.OPENAI_MODELS, openai.models, openai.request_id_prefix,
+             "OpenAI-compatible model list (provider/model ids).", render=openai_error_reply)
 
     jobs = services.jobs
     for subject, handler, description in (
@@ -115,29 +163,45 @@ def build_app(settings: Settings) -> FastStream:
     async def ping(message: NatsMessage) -> NatsResponse:
         return NatsResponse(ping_reply, headers={h.STATUS: "200"})
 
-    async def started() -> None:
-        nc = broker.connection
+    async def prepare() -> None:
+        # FastStream runs on_startup hooks, then broker.start() (connect, then start every
+        # subscriber: messages flow from that moment), then after_startup hooks. Everything a
+        # handler uses must exist before the subscribers start, so connect here (broker.start()
+        # reuses the connection) and build the shared state on it.
+        nc = await broker.connect()
         state["payloads"] = PayloadStore(nc)
         await state["payloads"].bucket()  # exists before any client needs it (docs/CONTRACTS.md)
+        await services.start(nc)
         beats = Heartbeats(nc, settings.heartbeat_s)
         beats.start()
         state["heartbeats"] = beats
-        await start_jobs(nc)
-        url = nc.connected_url
-        log.info("worker %s ready on nats://%s:%s (concurrency %d, jobs %d)", WORKER_ID,
-                 url.hostname if url else "?", url.port if url else "?", settings.worker_concurrency,
-                 settings.job_concurrency)
-
-    async def start_jobs(nc) -> None:
-        """The job streams and bucket (created when missing), then this worker's job slots."""
+        stream_flows = StreamFlows(nc, settings.stream_ack_timeout_s, settings.stream_window)
+        await stream_flows.start()
+        state["flows"] = stream_flows
+        # Job streams, bucket and signer last: the jobs.* subscribers answer from them as soon as
+        # they start. The job slots start in started(), once the subscribers run too.
         store = JobStore(nc, JobSettings(max_age_s=settings.job_max_age_s, results_ttl_s=settings.job_results_ttl_s,
                                          duplicate_window_s=settings.job_duplicate_window_s,
                                          ack_wait_s=settings.job_ack_wait_s))
         await store.open()
-        assert services.job_signer is not None
+        assert services.job_signer is not None       # services.load() ran before
         services.jobs.open(store, services.job_signer)
+        state["job_store"] = store
+
+    async def started() -> None:
+        await start_job_slots()
+        url = broker.connection.connected_url
+        log.info("worker %s ready on nats://%s:%s (concurrency %d, jobs %d)", WORKER_ID,
+                 url.hostname if url else "?", url.port if url else "?", settings.worker_concurrency,
+                 settings.job_concurrency)
+
+    async def start_job_slots() -> None:
+        """This worker's job slots: jobs run the very pipeline of request-reply calls (run_observed)
+        on state prepare() built (registry, payloads, job store), so they start after it."""
         if settings.job_concurrency == 0:
             return
+        store: JobStore = state["job_store"]  # type: ignore[assignment]
+        assert services.job_signer is not None
         runner = JobRunner(store=store, signer=services.job_signer, handlers=services.job_handlers,
                            execute=lambda handler, command: run_observed(handler, command, services.observers),
                            max_attempts=settings.job_max_attempts, worker_id=WORKER_ID)
@@ -169,13 +233,17 @@ def build_app(settings: Settings) -> FastStream:
         beats = heartbeats()
         if beats:
             await beats.stop()
+        stream_flows = state.get("flows")
+        if stream_flows:
+            await stream_flows.stop()  # type: ignore[attr-defined]
         await services.close()
         log.info("worker %s stopped", WORKER_ID)
 
     app = FastStream(
         broker,
         logger=log,
-        on_startup=[services.start],       # first Catalog load, before any subscriber takes a message
+        # First Catalog load, then the connection and shared state, before any subscriber takes a message.
+        on_startup=[services.load, prepare],
         after_startup=[started],
         on_shutdown=[stopping],
         after_shutdown=[stopped],

@@ -11,13 +11,14 @@ from pydantic.json_schema import models_json_schema
 
 from contracts.envelope import ErrorEnvelope
 from contracts.routes import ROUTES
+from contracts.streaming import StreamDelta
 from handlers.app import build_app
 from service.settings import Settings
 
 
 def document() -> dict[str, Any]:
     doc = json.loads(build_app(Settings(_env_file=None)).schema.to_specification().to_json())
-    models = [(ErrorEnvelope, "serialization")]
+    models = [(ErrorEnvelope, "serialization"), (StreamDelta, "serialization")]
     for route in ROUTES:
         models += [(m, mode) for m, mode in ((route.request_model, "validation"),
                                              (route.response_model, "serialization")) if m]
@@ -42,7 +43,43 @@ def document() -> dict[str, Any]:
             "address": {"location": "$message.header#/reply_to",
                         "description": "the requester's inbox (NATS request-reply)"},
         }
+        if route.stream is not None:
+            _stream_operation(doc, route)
     return doc
+
+
+_STREAM_HEADERS = {"type": "object", "properties": {
+    "x-kind": {"type": "string", "enum": ["start", "chunk", "heartbeat", "end", "error"]},
+    "x-seq": {"type": "string", "description": "1, 2, ... on chunk, end and error messages"},
+    "x-status": {"type": "string", "description": "HTTP status (start, end, error)"},
+    "x-ack-to": {"type": "string", "description": "start: where to send ack / cancel messages"},
+    "x-stream-window": {"type": "string", "description": "start: chunks allowed unacknowledged"},
+}}
+
+
+def _stream_operation(doc: dict[str, Any], route) -> None:
+    """Stream subjects reply with several messages (docs/STREAMING.md)."""
+    subject = route.stream.subject
+    message = doc["components"]["messages"].get(f"{subject}:SubscribeMessage")
+    if message is None or subject not in doc["operations"]:
+        return
+    if route.request_model:
+        message["payload"] = {"$ref": f"#/components/schemas/{route.request_model.__name__}"}
+    chunk = ({"$ref": "#/components/schemas/StreamDelta"} if route.stream.dialect.name == "execute"
+             else {"type": "object", "description": "an OpenAI chat.completion.chunk"})
+    end = ({"$ref": f"#/components/schemas/{route.response_model.__name__}"} if route.stream.dialect.name == "execute"
+           else {"type": "string", "maxLength": 0, "description": "empty"})
+    name = f"{subject}:StreamMessage"
+    doc["components"]["messages"][name] = {
+        "title": name,
+        "headers": _STREAM_HEADERS,
+        "payload": {"oneOf": [chunk, end, {"$ref": "#/components/schemas/ErrorEnvelope"}]},
+    }
+    doc["operations"][subject]["reply"] = {
+        "messages": [{"$ref": f"#/components/messages/{name}"}],
+        "address": {"location": "$message.header#/reply_to",
+                    "description": "the requester's inbox: start, chunk × n, then end or error"},
+    }
 
 
 if __name__ == "__main__":

@@ -25,6 +25,31 @@ log = logging.getLogger("symbia.integrations.bus")
 
 # Called with every authenticated command and its reply, before the reply is sent (usage).
 CallObserver = Callable[[Command, Reply], Awaitable[None]]
+# Turns the reply observers saw (the envelope on failure) into the one sent (e.g. OpenAI errors).
+ReplyRenderer = Callable[[Reply], Reply]
+
+
+async def load_body(command: Command, message: NatsMessage, payloads: PayloadStore) -> None:
+    """Drops a request that waited past its requester's deadline, and fetches a claim-checked
+    body; either way before any upstream work."""
+    start_by = command.headers.get(h.START_BY)
+    if start_by and start_by.isdigit() and time.time() * 1000 > int(start_by):
+        raise GatewayError("The request waited too long for a free worker", ErrorCategory.timeout,
+                           status=503, reason=Reason.QUEUE_TIMEOUT)
+    ref = command.headers.get(h.PAYLOAD_REF)
+    command.body = await payloads.take(ref) if ref else message.body
+
+
+async def notify(observers: Sequence[CallObserver], command: Command, reply: Reply) -> None:
+    if command.record is not None:
+        for observe in observers:
+            await observe(command, reply)
+
+
+def worker_stopping() -> GatewayError:
+    """The worker is stopping and its drain timeout ran out with the request unfinished."""
+    return GatewayError("The worker stopped before the request finished; it may or may not have run",
+                        ErrorCategory.internal, status=503, retryable=True, reason=Reason.WORKER_STOPPING)
 
 
 async def run_observed(handler: Handler, command: Command, observers: Sequence[CallObserver]) -> Reply:
@@ -32,9 +57,7 @@ async def run_observed(handler: Handler, command: Command, observers: Sequence[C
     run_command (failures become the envelope), then the call observers (usage) for
     authenticated calls."""
     reply = await run_command(handler, command)
-    if command.record is not None:
-        for observe in observers:
-            await observe(command, reply)
+    await notify(observers, command, reply)
     return reply
 
 
@@ -92,7 +115,8 @@ class BusEndpoint:
 
     def __init__(self, handler: Handler, request_id_prefix: str, payloads: Callable[[], PayloadStore],
                  heartbeats: Callable[[], Heartbeats | None], observers: Sequence[CallObserver] = (),
-                 nc: Callable[[], Client] | None = None, load: "RequestLoad | None" = None) -> None:
+                 nc: Callable[[], Client] | None = None, render: ReplyRenderer | None = None,
+                 load: "RequestLoad | None" = None) -> None:
         self._handler = handler
         self._load = load
         self._nc = nc
@@ -100,6 +124,7 @@ class BusEndpoint:
         self._payloads = payloads
         self._heartbeats = heartbeats
         self._observers = observers  # the live list: pipelines may register after start-up
+        self._render = render
 
     async def __call__(self, message: NatsMessage) -> NatsResponse:
         headers = message.headers or {}
@@ -116,9 +141,9 @@ class BusEndpoint:
             # The worker is stopping and its drain timeout ran out: tell the requester now
             # (retryable) instead of letting it wait for silence to be noticed.
             if message.reply_to and self._nc is not None:
-                reply = error_reply(GatewayError(
-                    "The worker stopped before the request finished; it may or may not have run",
-                    ErrorCategory.internal, status=503, retryable=True, reason=Reason.WORKER_STOPPING), command)
+                reply = error_reply(worker_stopping(), command)
+                if self._render is not None:
+                    reply = self._render(reply)
                 with contextlib.suppress(Exception):
                     await self._nc().publish(message.reply_to, reply.body,
                                              headers={**reply.headers, h.STATUS: str(reply.status)})
@@ -128,16 +153,13 @@ class BusEndpoint:
                 heartbeats.discard(key)
             if self._load is not None:
                 self._load.end()
+        if self._render is not None:
+            reply = self._render(reply)
         return await self._encode(reply)
 
     async def _reply(self, message: NatsMessage, command: Command) -> Reply:
         async def handle(command: Command) -> Reply:
-            start_by = command.headers.get(h.START_BY)
-            if start_by and start_by.isdigit() and time.time() * 1000 > int(start_by):
-                raise GatewayError("The request waited too long for a free worker", ErrorCategory.timeout,
-                                   status=503, reason=Reason.QUEUE_TIMEOUT)
-            ref = command.headers.get(h.PAYLOAD_REF)
-            command.body = await self._payloads().take(ref) if ref else message.body
+            await load_body(command, message, self._payloads())
             return await self._handler(command)
 
         return await run_observed(handle, command, self._observers)

@@ -25,6 +25,9 @@ class CallRecord:
     total_tokens: int = 0
     credential_source: str | None = None        # personal | org-wide | service | env | none
     credential_id: str | None = None
+    streamed: bool = False                      # answered as a stream (SSE / stream subject)
+    partial: bool = False                       # the stream stopped early (client gone, upstream failure)
+    usage_estimated: bool = False               # tokens counted by the gateway, not reported by the upstream
 
     @classmethod
     def start(cls, kind: str, caller: Caller) -> "CallRecord":

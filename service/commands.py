@@ -84,11 +84,16 @@ Handler = Callable[[Command], Awaitable[Reply]]
 async def run_command(handler: Handler, command: Command) -> Reply:
     try:
         return await handler(command)
-    except GatewayError as exc:
+    except Exception as exc:
+        return failure_reply(exc, command, handler)
+
+
+def failure_reply(exc: Exception, command: Command, where: object = None) -> Reply:
+    """The envelope reply for whatever a handler raised (a bug becomes a logged 500)."""
+    if isinstance(exc, GatewayError):
         return error_reply(exc, command)
-    except ValidationError as exc:
+    if isinstance(exc, ValidationError):
         return error_reply(validation_error(exc), command)
-    except Exception:
-        log.exception("unhandled error in %s (request %s)", getattr(handler, "__qualname__", handler),
-                      command.request_id)
-        return internal_error_reply(command)
+    log.error("unhandled error in %s (request %s)", getattr(where, "__qualname__", where) or "a handler",
+              command.request_id, exc_info=exc)
+    return internal_error_reply(command)

@@ -8,13 +8,23 @@ from service.cache import TTLCache
 from service.catalog import ProviderConfigs
 from service.discovery import DiscoveryService
 from service.execute import ExecuteService
+from service.invoke.credentials import IntegrationCredentials
+from service.invoke.service import InvokeService
 from service.jobs.grants import JobSigner, load_signing_key
 from service.jobs.kinds import JobHandler
 from service.jobs.service import JobsService
+from service.mcp.client import McpPool
+from service.openai_compat import OpenAICompatService
+from service.outbound import OutboundGuard
 from service.providers.base import ProviderSpec
 from service.providers.capabilities import build_provider_table
 from service.providers.discovery import ProviderProbe
 from service.providers.model_lists import ModelLists
+from service.registry.discovery import Discovery
+from service.registry.internal import InternalServices
+from service.registry.registry import Registry
+from service.registry.service import RegistryService
+from service.registry.store import RegistryStore
 from service.settings import Settings
 from service.tenancy import build_tenancy
 from service.transport import UpstreamTransport
@@ -26,7 +36,8 @@ class Services:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.providers = build_provider_table(settings)
-        self.transport = UpstreamTransport(settings.upstream_pool_size, settings.upstream_max_response_bytes)
+        self.transport = UpstreamTransport(settings.upstream_pool_size, settings.upstream_max_response_bytes,
+                                           OutboundGuard(settings.outbound_allow_list))
         self.key_store = KeyStore(settings.key_store_path)
         # Who may call, in which org, with which provider keys (local or Identity mode).
         self.tenancy = build_tenancy(settings, self.providers, self.transport, self.key_store)
@@ -43,6 +54,7 @@ class Services:
             credentials=self.credentials,
             timeout_for=settings.timeout_for,
         )
+        self.openai = OpenAICompatService(self.execute, self.access, settings.openai_default_provider)
         self.provider_configs = ProviderConfigs(self.providers, settings.catalog_service_url, self.transport,
                                                 timeout_s=settings.catalog_timeout_s,
                                                 refresh_s=settings.catalog_refresh_s)
@@ -61,6 +73,23 @@ class Services:
             if not spec.needs_credential and spec.health_url:
                 self.discovery.probes[spec.name] = self._reachability(spec)
 
+        # --- registry and invoke (docs/REGISTRY.md) -------------------------------------------
+        self.mcp = McpPool(self.transport.guard, settings.mcp_timeout_s, settings.mcp_idle_s,
+                           settings.mcp_stdio_allow_list)
+        self.registry_store = RegistryStore()
+        self.registry = Registry(self.registry_store, self.providers, frozenset(settings.internal_services))
+        self.registry_store.listeners.append(lambda key, _entry: self.mcp.invalidate(key))
+        integration_credentials = IntegrationCredentials(settings.integration_credentials, self.credentials)
+        discovery = Discovery(self.transport, self.mcp, settings)
+        self.internal_services = InternalServices(settings.internal_services, self.registry_store, discovery)
+        self.registry_service = RegistryService(access=self.access, registry=self.registry, discovery=discovery,
+                                                credentials=integration_credentials, internal=self.internal_services)
+        self.invoke = InvokeService(access=self.access, registry=self.registry, execute=self.execute,
+                                    transport=self.transport, mcp=self.mcp, credentials=integration_credentials,
+                                    settings=settings)
+
+        self.discovery.integration_count = self._integration_count
+
         # Commands that can run as jobs (docs/JOBS.md): kind → its request-reply twin. Invoke and
         # register join with one line each once their handlers exist.
         self.job_handlers: dict[str, JobHandler] = {
@@ -68,20 +97,31 @@ class Services:
         }
         self.jobs = JobsService(access=self.access, handlers=self.job_handlers,
                                 grant_ttl_s=settings.job_grant_ttl_s, batch_max=settings.job_batch_max)
-        self.job_signer: JobSigner | None = None       # loaded at start (it may create the key file)
+        self.job_signer: JobSigner | None = None       # loaded at load() (it may create the key file)
+
+    async def _integration_count(self) -> int:
+        return len(self.registry_store.entries())
 
     def _reachability(self, spec: ProviderSpec):
         async def probe() -> bool:
             return await self.provider_probe.available(spec) is not False
         return probe
 
-    async def start(self) -> None:
-        """Start-up I/O of a worker (before it takes messages): the first Catalog load."""
+    async def load(self) -> None:
+        """Start-up I/O before the worker connects: the first Catalog load, the job signing key."""
         await self.provider_configs.start()
         self.job_signer = JobSigner(load_signing_key(self.settings.job_signing_key,
                                                      self.settings.job_signing_key_path))
 
+    async def start(self, nc) -> None:
+        """Once the worker is connected: state that lives in NATS (the registry)."""
+        await self.registry_store.start(nc)
+        self.internal_services.start()
+
     async def close(self) -> None:
         await self.provider_configs.stop()
+        await self.internal_services.close()
+        await self.mcp.close()
+        await self.registry_store.close()
         await self.transport.close()
 

@@ -110,6 +110,38 @@ class Settings(BaseSettings):
     model_list_ttl_s: float = Field(300.0, ge=0, validation_alias="INTEGRATIONS_MODEL_LIST_TTL_S")
     model_list_timeout_s: float = Field(10.0, gt=0, validation_alias="INTEGRATIONS_MODEL_LIST_TIMEOUT_S")
 
+    # --- registry and invoke (docs/REGISTRY.md) -------------------------------------------
+    # Hosts that user-supplied URLs may reach although they resolve to non-public addresses:
+    # comma-separated names, *.suffix wildcards, IPs or CIDRs (tests and local development).
+    outbound_allow: str = Field("", validation_alias="INTEGRATIONS_OUTBOUND_ALLOW")
+    # Commands a stdio MCP server may be started with: comma-separated; an entry is a command
+    # (any arguments) or a full command line (exactly those arguments). Empty: stdio is refused.
+    mcp_stdio_allow: str = Field("", validation_alias="INTEGRATIONS_MCP_STDIO_ALLOW")
+    invoke_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_INVOKE_TIMEOUT_S")
+    invoke_max_timeout_s: float = Field(120.0, gt=0, validation_alias="INTEGRATIONS_INVOKE_MAX_TIMEOUT_S")
+    invoke_max_retries: int = Field(3, ge=0, le=10, validation_alias="INTEGRATIONS_INVOKE_MAX_RETRIES")
+    invoke_max_redirects: int = Field(5, ge=0, le=20, validation_alias="INTEGRATIONS_INVOKE_MAX_REDIRECTS")
+    spec_max_bytes: int = Field(32 * 1024 * 1024, gt=0, validation_alias="INTEGRATIONS_SPEC_MAX_BYTES")
+    spec_fetch_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_SPEC_FETCH_TIMEOUT_S")
+    mcp_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_MCP_TIMEOUT_S")
+    mcp_idle_s: float = Field(300.0, gt=0, validation_alias="INTEGRATIONS_MCP_IDLE_S")
+    # Internal Symbia services registered as read-only built-ins from <url>/docs/openapi.json,
+    # JSON: {"identity": "http://identity:5001", "catalog": "http://catalog:5003"}. Trusted URLs.
+    internal_services: dict[str, str] = Field(default_factory=dict, validation_alias="INTEGRATIONS_INTERNAL_SERVICES")
+    # Local mode: credentials of registered integrations by integration key, JSON:
+    # {"petstore": "<token>", "intranet": "user:password"} (the Identity service replaces it).
+    integration_credentials: dict[str, str] = Field(
+        default_factory=dict, validation_alias="INTEGRATIONS_CREDENTIALS", repr=False)
+
+    # --- streaming and the OpenAI-compatible routes (docs/STREAMING.md) -----------------------
+    # Chunks a requester may have unacknowledged; a requester asks for less with x-stream-window.
+    stream_window: int = Field(64, ge=1, le=4096, validation_alias="INTEGRATIONS_STREAM_WINDOW")
+    # A stream whose requester acknowledges nothing for this long is abandoned and its upstream
+    # request cancelled (the requester died, or its client stopped reading).
+    stream_ack_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_STREAM_ACK_TIMEOUT_S")
+    # Provider of bare model names on /v1 routes (`gpt-4o-mini` = `openai/gpt-4o-mini`).
+    openai_default_provider: str = Field("openai", validation_alias="INTEGRATIONS_OPENAI_DEFAULT_PROVIDER")
+
     # --- jobs (docs/JOBS.md) ---------------------------------------------------------------
     # Jobs this worker runs at once, apart from INTEGRATIONS_WORKER_CONCURRENCY (0: takes no jobs).
     job_concurrency: int = Field(16, ge=0, le=10_000, validation_alias="INTEGRATIONS_JOB_CONCURRENCY")
@@ -172,6 +204,14 @@ class Settings(BaseSettings):
     @property
     def key_store_path(self) -> Path:
         return self.data_dir / "api-keys.json"
+
+    @property
+    def outbound_allow_list(self) -> tuple[str, ...]:
+        return tuple(h.strip() for h in self.outbound_allow.split(",") if h.strip())
+
+    @property
+    def mcp_stdio_allow_list(self) -> tuple[str, ...]:
+        return tuple(c.strip() for c in self.mcp_stdio_allow.split(",") if c.strip())
 
     @property
     def job_signing_key_path(self) -> Path:

@@ -6,6 +6,7 @@ its own on a random port with a temporary JetStream store.
 """
 
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -30,6 +31,19 @@ from tests.fakes.models_service import FakeModelsService
 CALLER_KEY = "test-caller-key"
 OPENAI_KEY = "sk-test-0123456789"
 ANTHROPIC_KEY = "sk-ant-test-0123456789"
+# Credentials of integrations registered by tests/registry, as "<org>/<key>" (org-scoped
+# entries) or "<key>" (global entries only).
+CREDS_ORG = "creds"
+REGISTRY_CREDENTIALS = {
+    f"{CREDS_ORG}/hb-bearer": "bearer-secret-123",
+    f"{CREDS_ORG}/hb-apikey": "apikey-secret-456",
+    f"{CREDS_ORG}/hb-query": "query-secret-789",
+    f"{CREDS_ORG}/hb-basic": "alice:wonder land",
+    f"{CREDS_ORG}/hb-path": "c2VjcmV0LWluLXBhdGg=",      # base64 of "secret-in-path" (httpbinx /base64 decodes it)
+    f"{CREDS_ORG}/mcp-auth": "mcp-token-abc",
+    f"{CREDS_ORG}-secrets/mcp-auth": "mcp-token-def",
+    "global-bearer": "global-secret-ghi",
+}
 
 # Settings must come from the fixtures, not from the developer's shell or a .env file.
 for name in list(os.environ):
@@ -151,9 +165,16 @@ def settings(nats_url: str, llmock: LLMock, hf_fake: FakeHuggingFace, data_dir: 
         upstream_timeout_s=3,
         heartbeat_s=0.5,
         worker_concurrency=64,
+        stream_ack_timeout_s=1.0,
         anthropic_base_url=f"{llmock.url}/anthropic",   # llmock serves the Messages API there
         anthropic_api_key=ANTHROPIC_KEY,
         models_service_url=models_service.url,
+        # registry and invoke (tests/registry): loopback peers, their credentials, the stdio test server
+        outbound_allow="127.0.0.1",
+        integration_credentials=REGISTRY_CREDENTIALS,
+        mcp_stdio_allow=shlex.join([sys.executable, "-m", "tests.fakes.mcp_server", "stdio"]),
+        invoke_timeout_s=5,
+        mcp_timeout_s=5,
     )
 
 

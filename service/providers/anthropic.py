@@ -1,5 +1,6 @@
 """Anthropic: `POST {ANTHROPIC_BASE_URL}/v1/messages` for chat.completions, messages and
-image.description. The wire format lives in anthropic_format; this is the adapter around it.
+image.description, also streamed (`"stream": true`, Messages API events). The wire format
+lives in anthropic_format; this is the adapter around it.
 
 The Messages API requires `max_tokens`. A request without maxTokens asks for the model's
 `default_max_tokens` from models.json (then its max_output_tokens), and for a model the table
@@ -13,7 +14,7 @@ from contracts.envelope import ErrorCategory, Reason
 from contracts.execute import ExecuteParams
 from service.errors import GatewayError
 from service.providers import anthropic_format
-from service.providers.base import OperationSpec, UpstreamCall
+from service.providers.base import OperationSpec, StreamDecoder, UpstreamCall
 from service.providers.errors import classify_upstream, error_fields
 from service.providers.models import model_info
 
@@ -47,6 +48,12 @@ class AnthropicAdapter:
             raise GatewayError(f"Invalid params: {exc}", ErrorCategory.validation, reason=Reason.INVALID_REQUEST,
                                provider=self.name, operation=op.name) from None
         return UpstreamCall("POST", f"{self.base_url}/v1/messages", body, self.headers(api_key))
+
+    def build_stream(self, op: OperationSpec, params: ExecuteParams,
+                     api_key: str | None) -> tuple[UpstreamCall, StreamDecoder]:
+        call = self.build(op, params, api_key)
+        return (UpstreamCall(call.method, call.url, {**call.body, "stream": True}, call.headers),
+                anthropic_format.AnthropicStreamDecoder(self.name, op.name))
 
     def parse(self, op: OperationSpec, params: ExecuteParams, payload: Any) -> dict[str, Any]:
         return anthropic_format.parse(self.name, params.model, payload)

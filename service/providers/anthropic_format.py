@@ -10,7 +10,8 @@ in the next user turn. System and developer messages and the `system` / `systemP
 a `ConversionError` naming it (the adapter turns it into a 400).
 
 Responses: text blocks → `content`, `tool_use` blocks → `toolCalls`, `thinking` blocks →
-`metadata.reasoning`, `stop_reason` → `finishReason`.
+`metadata.reasoning`, `stop_reason` → `finishReason`. Streams (`AnthropicStreamDecoder`) decode
+to the same normalized answer.
 """
 
 import re
@@ -20,6 +21,8 @@ import orjson
 
 from contracts.execute import ChatMessage, ExecuteParams
 from service.providers import chat_format
+from service.providers.base import StreamChunk
+from service.providers.errors import malformed_stream, stream_failure
 
 
 class ConversionError(ValueError):
@@ -300,3 +303,97 @@ def parse(provider: str, requested_model: str, payload: Any) -> dict[str, Any]:
     data["metadata"] = {"id": payload.get("id"), "stopSequence": payload.get("stop_sequence"),
                         **{k: v for k, v in extra.items() if v is not None}}
     return data
+
+
+# --- streaming: Messages API events ------------------------------------------------------------
+
+
+class AnthropicStreamDecoder:
+    """The Messages API stream: `message_start` (id, model, prompt tokens), per content block
+    `content_block_start` / `content_block_delta` (text_delta, thinking_delta, input_json_delta) /
+    `content_block_stop`, then `message_delta` (stop_reason, cumulative output_tokens) and
+    `message_stop`; `ping` is skipped and an `error` event raises. Deltas come out as they would
+    from `parse`: text blocks joined by a newline, tool_use blocks as OpenAI tool-call fragments
+    numbered in order, thinking as reasoning."""
+
+    def __init__(self, provider: str, operation: str) -> None:
+        self._provider = provider
+        self._operation = operation
+        self._tool_slots: dict[int, int] = {}    # content block index → tool call index
+        self._started: set[str] = set()          # block types seen (the second text block needs a separator)
+        self._cache: tuple[int, int] = (0, 0)
+
+    def _prompt(self, usage: dict[str, Any]) -> int:
+        cache_read, cache_write = self._cache
+        return chat_format.as_int(usage.get("input_tokens")) + cache_read + cache_write
+
+    def decode(self, event: str | None, data: str) -> StreamChunk | None:
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise malformed_stream(self._provider, self._operation) from None
+        if not isinstance(payload, dict):
+            raise malformed_stream(self._provider, self._operation)
+        kind = payload.get("type") or event
+        if kind == "error":
+            raise stream_failure(self._provider, self._operation, payload)
+        if kind == "content_block_delta":
+            return self._delta(payload)
+        if kind == "content_block_start":
+            return self._block_start(payload)
+        if kind == "message_start":
+            message = payload.get("message") or {}
+            usage = message.get("usage") or {}
+            self._cache = (chat_format.as_int(usage.get("cache_read_input_tokens")),
+                           chat_format.as_int(usage.get("cache_creation_input_tokens")))
+            extra = {"id": message.get("id"), "cachedTokens": self._cache[0] or None,
+                     "cacheCreationTokens": self._cache[1] or None}
+            # output_tokens here is a placeholder; the count comes with message_delta.
+            return StreamChunk(model=message.get("model") or None, usage={"promptTokens": self._prompt(usage)},
+                               metadata={k: v for k, v in extra.items() if v is not None})
+        if kind == "message_delta":
+            delta = payload.get("delta") or {}
+            usage = payload.get("usage") or {}
+            chunk = StreamChunk(finish_reason=finish_reason(delta["stop_reason"]) if delta.get("stop_reason")
+                                else None)
+            counts: dict[str, int] = {}
+            if usage.get("output_tokens") is not None:
+                counts["completionTokens"] = chat_format.as_int(usage.get("output_tokens"))
+            if usage.get("input_tokens") is not None:
+                counts["promptTokens"] = self._prompt(usage)
+            chunk.usage = counts or None
+            if delta.get("stop_sequence"):
+                chunk.metadata = {"stopSequence": delta["stop_sequence"]}
+            return chunk
+        if kind == "message_stop":
+            return StreamChunk(done=True)
+        return None                               # ping, content_block_stop, future event types
+
+    def _block_start(self, payload: dict[str, Any]) -> StreamChunk | None:
+        block = payload.get("content_block") or {}
+        kind = block.get("type")
+        separator = "\n" if kind in self._started else ""
+        self._started.add(kind)
+        if kind == "tool_use":
+            slot = self._tool_slots[payload.get("index", 0)] = len(self._tool_slots)
+            return StreamChunk(tool_calls=[{"index": slot, "id": block.get("id") or "", "type": "function",
+                                            "function": {"name": block.get("name") or "", "arguments": ""}}])
+        if kind == "text":
+            text = separator + (block.get("text") or "")
+            return StreamChunk(content=text) if text else None
+        if kind == "thinking":
+            text = separator + (block.get("thinking") or "")
+            return StreamChunk(reasoning=text) if text else None
+        return None
+
+    def _delta(self, payload: dict[str, Any]) -> StreamChunk | None:
+        delta = payload.get("delta") or {}
+        kind = delta.get("type")
+        if kind == "text_delta":
+            return StreamChunk(content=delta.get("text") or None)
+        if kind == "thinking_delta":
+            return StreamChunk(reasoning=delta.get("thinking") or None)
+        if kind == "input_json_delta" and delta.get("partial_json"):
+            slot = self._tool_slots.get(payload.get("index", 0), max(len(self._tool_slots) - 1, 0))
+            return StreamChunk(tool_calls=[{"index": slot, "function": {"arguments": delta["partial_json"]}}])
+        return None                               # signature_delta, citations_delta

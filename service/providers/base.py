@@ -20,6 +20,7 @@ class OperationSpec:
     kind: OperationKind
     params: frozenset[str]
     summary: str = ""
+    streaming: bool = False              # the provider can stream this operation (adapter.build_stream)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +29,34 @@ class UpstreamCall:
     url: str
     body: Any = None                     # JSON-encodable; None for no body
     headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class StreamChunk:
+    """What one upstream stream event means, provider-neutral. Text, reasoning and tool-call
+    fragments are deltas (new since the previous event); the rest is set when the upstream
+    says it (usage, typically in the last event)."""
+
+    content: str | None = None
+    reasoning: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None    # OpenAI delta shape: index, id?, function{name?, arguments?}
+    finish_reason: str | None = None                  # the upstream's own value (mapped by chat_format)
+    usage: dict[str, int] | None = None               # normalized promptTokens / completionTokens / totalTokens
+    model: str | None = None
+    metadata: dict[str, Any] | None = None
+    done: bool = False                                # the upstream's end-of-stream marker
+
+    @property
+    def has_delta(self) -> bool:
+        return bool(self.content or self.reasoning or self.tool_calls)
+
+
+class StreamDecoder(Protocol):
+    """Pure and per stream (it may keep state between events, e.g. which block is a tool call):
+    one SSE event (its `event:` name and `data:` text) → a StreamChunk, or None to skip it.
+    An error event or an unreadable one raises GatewayError."""
+
+    def decode(self, event: str | None, data: str) -> StreamChunk | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +90,16 @@ class ProviderAdapter(Protocol):
     def error(
         self, op: OperationSpec, status: int, payload: Any, headers: Mapping[str, str]
     ) -> GatewayError: ...
+
+
+class StreamingAdapter(ProviderAdapter, Protocol):
+    """An adapter whose operations marked `streaming` in the capability table can stream:
+    the upstream request that asks for a stream (and for usage in it, where the API can),
+    and a fresh decoder for that stream's events. Errors before the stream starts (non-2xx)
+    still go through `error`."""
+
+    def build_stream(self, op: OperationSpec, params: ExecuteParams,
+                     api_key: str | None) -> tuple[UpstreamCall, StreamDecoder]: ...
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,8 +58,9 @@ OPENAI_COMPATIBLE: dict[OperationKind, frozenset[str]] = {
 }
 
 
-def _op(name: str, kind: OperationKind, params: frozenset[str], summary: str) -> tuple[str, OperationSpec]:
-    return name, OperationSpec(name=name, kind=kind, params=params, summary=summary)
+def _op(name: str, kind: OperationKind, params: frozenset[str], summary: str,
+        streaming: bool = False) -> tuple[str, OperationSpec]:
+    return name, OperationSpec(name=name, kind=kind, params=params, summary=summary, streaming=streaming)
 
 
 def build_provider_table(settings: Settings) -> dict[str, ProviderSpec]:
@@ -87,8 +88,9 @@ def _builtin_rows(settings: Settings) -> dict[str, ProviderSpec]:
             display_name="OpenAI",
             description="OpenAI GPT and reasoning models, or any OpenAI-compatible server at OPENAI_BASE_URL",
             operations=dict([
-                _op("chat.completions", "chat", OPENAI_CHAT, "Chat Completions API"),
-                _op("image.description", "vision", OPENAI_CHAT, "Describe an image (chat with image parts)"),
+                _op("chat.completions", "chat", OPENAI_CHAT, "Chat Completions API", streaming=True),
+                _op("image.description", "vision", OPENAI_CHAT, "Describe an image (chat with image parts)",
+                    streaming=True),
                 _op("responses", "responses", OPENAI_RESPONSES, "Responses API"),
                 _op("embeddings", "embeddings", OPENAI_EMBEDDINGS, "Embeddings API"),
             ]),
@@ -102,9 +104,11 @@ def _builtin_rows(settings: Settings) -> dict[str, ProviderSpec]:
             display_name="Anthropic",
             description="Anthropic Claude models with advanced reasoning and long context",
             operations=dict([
-                _op("chat.completions", "chat", ANTHROPIC_MESSAGES, "Messages API, OpenAI-style request"),
-                _op("messages", "chat", ANTHROPIC_MESSAGES, "Messages API"),
-                _op("image.description", "vision", ANTHROPIC_MESSAGES, "Describe an image (Messages API)"),
+                _op("chat.completions", "chat", ANTHROPIC_MESSAGES, "Messages API, OpenAI-style request",
+                    streaming=True),
+                _op("messages", "chat", ANTHROPIC_MESSAGES, "Messages API", streaming=True),
+                _op("image.description", "vision", ANTHROPIC_MESSAGES, "Describe an image (Messages API)",
+                    streaming=True),
             ]),
             adapter=AnthropicAdapter(settings.anthropic_base_url, settings.anthropic_version,
                                      settings.anthropic_default_max_tokens),
@@ -117,9 +121,12 @@ def _builtin_rows(settings: Settings) -> dict[str, ProviderSpec]:
             display_name="Hugging Face",
             description="Hugging Face Inference router, TGI and TEI servers",
             operations=dict([
-                _op("chat.completions", "chat", HF_CHAT, "Chat completion (router / TGI Messages API)"),
-                _op("text.generation", "generate", hf_generate, "Text generation (chat or TGI /generate)"),
-                _op("image.description", "vision", HF_CHAT, "Describe an image with a vision model"),
+                _op("chat.completions", "chat", HF_CHAT, "Chat completion (router / TGI Messages API)",
+                    streaming=True),
+                _op("text.generation", "generate", hf_generate, "Text generation (chat or TGI /generate)",
+                    streaming=True),
+                _op("image.description", "vision", HF_CHAT, "Describe an image with a vision model",
+                    streaming=True),
                 _op("embeddings", "embeddings", HF_EMBEDDINGS, "Feature extraction (hf-inference / TEI / OpenAI)"),
             ]),
             adapter=HuggingFaceAdapter(settings.huggingface_base_url, settings.huggingface_text_generation_api,
@@ -133,14 +140,16 @@ def _builtin_rows(settings: Settings) -> dict[str, ProviderSpec]:
             display_name="Symbia Labs",
             description="Local models served by the Symbia Models service (MODELS_SERVICE_URL)",
             operations=dict([
-                _op("chat.completions", "chat", SYMBIA_LABS_CHAT, "Chat completion on a local model"),
+                _op("chat.completions", "chat", SYMBIA_LABS_CHAT, "Chat completion on a local model",
+                    streaming=True),
                 # The original adapter's name for the same call (reported by its /capabilities).
-                _op("completions", "chat", SYMBIA_LABS_CHAT, "Alias of chat.completions"),
+                _op("completions", "chat", SYMBIA_LABS_CHAT, "Alias of chat.completions", streaming=True),
                 _op("embeddings", "embeddings", SYMBIA_LABS_EMBEDDINGS, "Embeddings from a local model"),
             ]),
             adapter=OpenAIAdapter(f"{models_service}/v1", name="symbia-labs", auth=NO_AUTH,
                                   headers={"x-service-auth": "internal"}, max_tokens_field="max_tokens",
-                                  developer_as_system=True, chat_metadata={"local": True}),
+                                  developer_as_system=True, chat_metadata={"local": True},
+                                  stream_usage=False),   # only the original's `stream` field is sent
             base_url=models_service,
             credential_env=(),
             needs_credential=False,

@@ -6,6 +6,8 @@ from typing import Any
 import orjson
 
 from contracts.execute import ExecuteParams
+from service.providers.base import StreamChunk
+from service.providers.errors import malformed_stream, stream_failure
 
 # Generic finish-reason mapping (reference §3.6).
 _FINISH = {
@@ -220,3 +222,79 @@ def _as_vectors(value: Any) -> list[list[float]]:
     ):
         return value
     raise ValueError("upstream embeddings are not a list of numeric vectors (token-level features?)")
+
+
+# --- streaming: chat.completion.chunk events ---------------------------------------------------
+
+
+def stream_body(body: dict[str, Any], include_usage: bool = True) -> dict[str, Any]:
+    """Ask for a stream, with usage in its last chunk (OpenAI, the HF router, TGI, vLLM and
+    llama.cpp honour `stream_options.include_usage`; servers that ignore it get estimated usage).
+    `include_usage=False` for servers that reject unknown fields (they may send usage anyway)."""
+    if not include_usage:
+        return {**body, "stream": True}
+    return {**body, "stream": True, "stream_options": {"include_usage": True}}
+
+
+def _tool_call_delta(raw: dict[str, Any], position: int) -> dict[str, Any]:
+    fn = raw.get("function") or {}
+    function: dict[str, Any] = {}
+    if fn.get("name"):
+        function["name"] = fn["name"]
+    args = fn.get("arguments")
+    if args is not None:
+        function["arguments"] = args if isinstance(args, str) else to_json(args)
+    out: dict[str, Any] = {"index": raw.get("index", position), "function": function}
+    if raw.get("id"):
+        out["id"] = raw["id"]
+        out["type"] = "function"
+    return out
+
+
+class ChatChunkDecoder:
+    """`data: {chat.completion.chunk}` … `data: [DONE]`, as every OpenAI-compatible server
+    streams (OpenAI, the HuggingFace router, TGI's Messages API, vLLM, llama.cpp, Ollama)."""
+
+    def __init__(self, provider: str, operation: str, metadata: dict[str, Any] | None = None) -> None:
+        self._provider = provider
+        self._operation = operation
+        self._metadata = metadata or {}       # the adapter's fixed metadata (symbia-labs: local)
+        self._first = True
+
+    def decode(self, event: str | None, data: str) -> StreamChunk | None:
+        if data == "[DONE]":
+            return StreamChunk(done=True)
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise malformed_stream(self._provider, self._operation) from None
+        if not isinstance(payload, dict):
+            raise malformed_stream(self._provider, self._operation)
+        if payload.get("error") or event == "error":
+            raise stream_failure(self._provider, self._operation, payload)
+        chunk = StreamChunk(model=payload.get("model") or None)
+        if self._first:
+            self._first = False
+            metadata = {"id": payload.get("id"), "created": payload.get("created"),
+                        "systemFingerprint": payload.get("system_fingerprint")}
+            chunk.metadata = {**{k: v for k, v in metadata.items() if v is not None}, **self._metadata}
+        usage = payload.get("usage")
+        if isinstance(usage, dict):
+            chunk.usage = {"promptTokens": as_int(usage.get("prompt_tokens")),
+                           "completionTokens": as_int(usage.get("completion_tokens")),
+                           "totalTokens": as_int(usage.get("total_tokens"))}
+        choices = payload.get("choices")
+        if choices and isinstance(choices[0], dict):
+            choice = choices[0]
+            delta = choice.get("delta") or {}
+            content = delta.get("content")
+            if content:
+                chunk.content = _text(content)
+            reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(reasoning, str) and reasoning:
+                chunk.reasoning = reasoning
+            calls = delta.get("tool_calls")
+            if calls:
+                chunk.tool_calls = [_tool_call_delta(c, i) for i, c in enumerate(calls) if isinstance(c, dict)]
+            chunk.finish_reason = choice.get("finish_reason") or None
+        return chunk

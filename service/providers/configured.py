@@ -48,6 +48,7 @@ _SUMMARIES = {
     "embeddings": "Embeddings ({base}/embeddings)",
     "responses": "Responses API ({base}/responses)",
 }
+_STREAMING_KINDS = frozenset({"chat", "vision", "generate"})
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _PARAM_NAMES = frozenset(ExecuteParams.model_fields)
@@ -97,6 +98,8 @@ class ProviderEntry(_Strict):
     params: dict[str, list[str]] = Field(default_factory=dict)   # per operation: replaces the default set
     excludeParams: list[str] = Field(default_factory=list)       # removed from every operation's set
     maxTokensField: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    # Streams ask for usage with stream_options.include_usage; false for servers that reject the field.
+    streamUsage: bool = True
     defaultModel: str | None = None
     models: list[ModelEntry] = Field(default_factory=list)
     healthUrl: str | None = None
@@ -252,14 +255,17 @@ def build_configured(raw: dict[str, Any], *, source: Literal["preset", "config"]
         [entry.credentialEnv] if entry.credentialEnv else [re.sub(r"[^A-Z0-9]", "_", name.upper()) + "_API_KEY"])
     # `developer` is OpenAI's newer name for `system`; most compatible servers only know `system`.
     adapter = OpenAIAdapter(entry.baseUrl, name=name, auth=auth, headers=entry.headers,
-                            max_tokens_field=entry.maxTokensField, developer_as_system=True)
+                            max_tokens_field=entry.maxTokensField, developer_as_system=True,
+                            stream_usage=entry.streamUsage)
     models = _model_infos(name, entry)
     spec = ProviderSpec(
         name=name,
         display_name=entry.displayName or name,
         description=entry.description or f"{name} (OpenAI-compatible, {entry.baseUrl})",
+        # Every operation on the chat API streams (OpenAI SSE); embeddings and responses do not.
         operations={op: OperationSpec(name=op, kind=OPERATION_KINDS[op], params=params[op],
-                                      summary=_SUMMARIES[op].format(base=entry.baseUrl))
+                                      summary=_SUMMARIES[op].format(base=entry.baseUrl),
+                                      streaming=OPERATION_KINDS[op] in _STREAMING_KINDS)
                     for op in entry.operations},
         adapter=adapter,
         base_url=entry.baseUrl,

@@ -106,3 +106,27 @@ def error_fields(payload: object) -> tuple[str | None, str | None, str | None]:
     kind = payload.get("error_type") or payload.get("type")
     code = payload.get("code")
     return (code if isinstance(code, str) else None), (kind if isinstance(kind, str) else None), message
+
+
+def stream_failure(provider: str, operation: str, payload: object) -> GatewayError:
+    """An error the upstream reports inside a stream it already answered 200 for (an `error`
+    event): classified from its code and type like any upstream error, without a status."""
+    code, kind, message = error_fields(payload)
+    kinds = {k.lower() for k in (code, kind) if k}
+    detail = redact(message) if message else None
+    suffix = f": {detail}" if detail else ""
+    if kinds & _CONTENT_FILTER_CODES:
+        return GatewayError(f"{provider} blocked the content{suffix}", ErrorCategory.content_filter,
+                            provider=provider, operation=operation, upstream_code=code or kind)
+    if kinds & {"rate_limit_exceeded", "rate_limit_error", "overloaded_error"}:
+        return GatewayError(f"{provider} rate limit exceeded during the stream{suffix}", ErrorCategory.rate_limit,
+                            reason=Reason.STREAM_INTERRUPTED, provider=provider, operation=operation,
+                            upstream_code=code or kind)
+    return GatewayError(f"{provider} failed during the stream{suffix}", ErrorCategory.provider,
+                        reason=Reason.STREAM_INTERRUPTED, provider=provider, operation=operation,
+                        upstream_code=code or kind)
+
+
+def malformed_stream(provider: str, operation: str) -> GatewayError:
+    return GatewayError(f"{provider} sent a stream event the gateway cannot read", ErrorCategory.provider,
+                        reason=Reason.UPSTREAM_INVALID_RESPONSE, provider=provider, operation=operation)

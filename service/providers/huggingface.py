@@ -5,7 +5,8 @@ the router, a TGI server or a TEI server (README, "HuggingFace formats"):
 
 * chat.completions / image.description: `POST {base}/v1/chat/completions` (router, TGI Messages API)
 * text.generation: `chat` (as chat.completions, a prompt becomes one user message) or `tgi`
-  (`POST {base}/generate` with `inputs` + `parameters`, TGI's native API; messages still go to chat)
+  (`POST {base}/generate` with `inputs` + `parameters`, TGI's native API; messages still go to chat;
+  streamed: `POST {base}/generate_stream`)
 * embeddings: `hf-inference` (`POST {base}/hf-inference/models/{model}/pipeline/feature-extraction`),
   `tei` (`POST {base}/embed`) or `openai` (`POST {base}/v1/embeddings`)
 """
@@ -13,11 +14,19 @@ the router, a TGI server or a TEI server (README, "HuggingFace formats"):
 from collections.abc import Mapping
 from typing import Any
 
+import orjson
+
 from contracts.execute import ExecuteParams
 from service.errors import GatewayError
 from service.providers import chat_format
-from service.providers.base import OperationSpec, UpstreamCall
-from service.providers.errors import classify_upstream, error_fields, retry_after_header
+from service.providers.base import OperationSpec, StreamChunk, StreamDecoder, UpstreamCall
+from service.providers.errors import (
+    classify_upstream,
+    error_fields,
+    malformed_stream,
+    retry_after_header,
+    stream_failure,
+)
 
 
 class HuggingFaceAdapter:
@@ -42,6 +51,15 @@ class HuggingFaceAdapter:
             return UpstreamCall("POST", f"{self.base_url}/generate", self._tgi_body(params), headers)
         return UpstreamCall("POST", f"{self.base_url}/v1/chat/completions",
                             chat_format.chat_body(params, developer_as_system=True), headers)
+
+    def build_stream(self, op: OperationSpec, params: ExecuteParams,
+                     api_key: str | None) -> tuple[UpstreamCall, StreamDecoder]:
+        call = self.build(op, params, api_key)  # chat, vision and generate only (capability table)
+        if self._uses_tgi(op, params):
+            return (UpstreamCall(call.method, f"{self.base_url}/generate_stream", call.body, call.headers),
+                    TgiStreamDecoder(self.name, op.name))
+        return (UpstreamCall(call.method, call.url, chat_format.stream_body(call.body), call.headers),
+                chat_format.ChatChunkDecoder(self.name, op.name))
 
     def _embeddings(self, params: ExecuteParams, headers: dict[str, str]) -> UpstreamCall:
         inputs = params.input if params.input is not None else params.text
@@ -101,3 +119,37 @@ class HuggingFaceAdapter:
         if status == 503 and isinstance(payload, dict) and "estimated_time" in payload and not err.headers:
             err.headers = retry_after_header({"retry-after": str(max(1, round(float(payload["estimated_time"]))))})
         return err
+
+
+class TgiStreamDecoder:
+    """TGI's `/generate_stream`: one `data: {"token": {"text", "special"}, "generated_text", "details"}`
+    event per token; the last one carries `generated_text` and `details` (finish reason and
+    generated token count); there is no `[DONE]`."""
+
+    def __init__(self, provider: str, operation: str) -> None:
+        self._provider = provider
+        self._operation = operation
+
+    def decode(self, event: str | None, data: str) -> StreamChunk | None:
+        try:
+            payload = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            raise malformed_stream(self._provider, self._operation) from None
+        if not isinstance(payload, dict):
+            raise malformed_stream(self._provider, self._operation)
+        if payload.get("error"):
+            raise stream_failure(self._provider, self._operation, payload)
+        token = payload.get("token") or {}
+        chunk = StreamChunk()
+        if isinstance(token, dict) and not token.get("special") and token.get("text"):
+            chunk.content = token["text"]
+        details = payload.get("details")
+        if payload.get("generated_text") is not None or isinstance(details, dict):
+            details = details if isinstance(details, dict) else {}
+            chunk.done = True
+            chunk.finish_reason = details.get("finish_reason") or "stop"
+            if details.get("generated_tokens") is not None:
+                chunk.usage = {"completionTokens": chat_format.as_int(details.get("generated_tokens"))}
+            if details.get("seed") is not None:
+                chunk.metadata = {"seed": details["seed"]}
+        return chunk

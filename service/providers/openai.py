@@ -11,7 +11,7 @@ from typing import Any, Literal
 from contracts.execute import ExecuteParams
 from service.errors import GatewayError
 from service.providers import chat_format, responses_format
-from service.providers.base import BEARER, AuthStyle, OperationSpec, UpstreamCall
+from service.providers.base import BEARER, AuthStyle, OperationSpec, StreamDecoder, UpstreamCall
 from service.providers.errors import classify_upstream, error_fields
 from service.providers.models import is_reasoning_model
 
@@ -28,6 +28,7 @@ class OpenAIAdapter:
         max_tokens_field: Literal["max_tokens", "max_completion_tokens"] | None = None,
         developer_as_system: bool = False,
         chat_metadata: Mapping[str, Any] | None = None,
+        stream_usage: bool = True,
     ) -> None:
         self.name = name
         self.base_url = base_url
@@ -39,6 +40,9 @@ class OpenAIAdapter:
         self.max_tokens_field = max_tokens_field
         self.developer_as_system = developer_as_system
         self.chat_metadata = dict(chat_metadata or {})
+        # Streams ask for usage with `stream_options.include_usage` (servers that reject unknown
+        # fields turn it off; without reported usage the gateway estimates it).
+        self.stream_usage = stream_usage
 
     def headers(self, api_key: str | None) -> dict[str, str]:
         headers = {**self.fixed_headers, **self.auth.headers(api_key)}
@@ -66,6 +70,13 @@ class OpenAIAdapter:
         body = chat_format.chat_body(params, max_tokens_field=self._token_field(params.model),
                                      developer_as_system=self.developer_as_system)
         return UpstreamCall("POST", f"{self.base_url}/chat/completions", body, headers)
+
+    def build_stream(self, op: OperationSpec, params: ExecuteParams,
+                     api_key: str | None) -> tuple[UpstreamCall, StreamDecoder]:
+        call = self.build(op, params, api_key)  # chat-API operations only (capability table)
+        return (UpstreamCall(call.method, call.url, chat_format.stream_body(call.body, self.stream_usage),
+                             call.headers),
+                chat_format.ChatChunkDecoder(self.name, op.name, self.chat_metadata))
 
     def parse(self, op: OperationSpec, params: ExecuteParams, payload: Any) -> dict[str, Any]:
         if op.kind == "embeddings":

@@ -7,7 +7,8 @@ NATS would hand it half of the requests.
 
 Upstreams: `acme` is the HuggingFace fake's OpenAI-compatible routes (it answers 401 unless
 the bearer key is the one the file points at), `mistral` repoints the packaged preset at
-llmock's Mistral routes, `acme-header` sends its key in a named header.
+llmock's Mistral routes, `acme-header` sends its key in a named header, `acme-plain` streams
+without asking for usage.
 """
 
 import os
@@ -29,6 +30,7 @@ from service.providers.models import cost_usd_micros, model_info
 from service.settings import Settings
 from tests.conftest import CALLER_KEY
 from tests.fakes.huggingface import API_KEY as HF_KEY
+from tests.streaming.helpers import json_events, parse_sse
 
 SUBJECT = "integrations.v1.execute"
 
@@ -56,6 +58,11 @@ providers:
   mistral:
     baseUrl: ${LLMOCK_URL}/mistral/v1
     operations: [chat.completions]
+  acme-plain:
+    baseUrl: ${ACME_TEST_BASE_URL}/v1
+    credentialEnv: ACME_TEST_API_KEY
+    operations: [chat.completions]
+    streamUsage: false
 """
 
 
@@ -171,3 +178,44 @@ def test_the_example_file_at_the_repository_root_is_valid():
     root = Path(__file__).resolve().parents[2]
     table = build_provider_table(Settings(_env_file=None, providers_file=root / "providers.example.yaml"))
     assert table["llamacpp"].base_url == "http://localhost:8080/v1" and not table["llamacpp"].needs_credential
+
+
+async def test_configured_providers_stream_on_execute_and_v1(configured, hf_fake):
+    _, _, http = configured
+    body = {"provider": "acme", "operation": "chat.completions", "stream": True,
+            "params": {"model": "acme-large", "prompt": "stream me"}}
+    response = await http.post("/api/integrations/execute", json=body)
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = json_events(response.text)
+    assert "".join(d["content"] for name, d in events if name == "delta") == "hf says: stream me"
+    data = events[-1][1]["data"]
+    assert data["provider"] == "acme" and data["usage"] == {"promptTokens": 7, "completionTokens": 4,
+                                                             "totalTokens": 11}
+    assert "usageEstimated" not in data["metadata"]
+    sent = hf_fake.requests[-1]
+    assert sent["body"]["stream"] is True and sent["body"]["stream_options"] == {"include_usage": True}
+    assert sent["headers"]["Authorization"] == f"Bearer {HF_KEY}"
+
+    # text.generation of a configured provider is the chat API too: it streams.
+    response = await http.post("/api/integrations/execute", json={**body, "operation": "text.generation"})
+    assert response.status_code == 200 and json_events(response.text)[-1][0] == "done"
+    # Embeddings do not stream.
+    response = await http.post("/api/integrations/execute", json={
+        "provider": "acme", "operation": "embeddings", "stream": True, "params": {"model": "e", "input": "x"}})
+    assert response.status_code == 400 and response.json()["reason"] == "stream_unsupported"
+
+    # streamUsage: false: no stream_options upstream, usage estimated by the gateway.
+    response = await http.post("/api/integrations/execute", json={**body, "provider": "acme-plain"})
+    data = json_events(response.text)[-1][1]["data"]
+    assert data["metadata"]["usageEstimated"] is True and data["usage"]["completionTokens"] > 0
+    assert "stream_options" not in hf_fake.requests[-1]["body"] and hf_fake.requests[-1]["body"]["stream"] is True
+
+    # The OpenAI-compatible route reaches configured providers as provider/model.
+    response = await http.post("/v1/chat/completions", json={
+        "model": "acme/acme-large", "stream": True, "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "hello v1"}]})
+    assert response.status_code == 200
+    chunks = [orjson.loads(d) for name, d in parse_sse(response.text) if d != "[DONE]"]
+    assert response.text.rstrip().endswith("data: [DONE]")
+    text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c["choices"])
+    assert text == "hf says: hello v1" and chunks[-1]["usage"]["total_tokens"] == 11

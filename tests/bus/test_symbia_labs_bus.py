@@ -7,6 +7,7 @@ from service.settings import Settings
 from service.transport import UpstreamTransport
 from tests.bus.test_execute_bus import execute
 from tests.conftest import free_port
+from tests.streaming.helpers import json_events
 
 
 def local(operation="chat.completions", **params):
@@ -71,3 +72,21 @@ async def test_unavailable_and_no_models_when_the_models_service_is_down():
         assert await probe.models(spec) == ()
     finally:
         await transport.close()
+
+
+async def test_chat_streams_without_asking_for_usage(http, models_service):
+    """The Models service streams OpenAI chunks; the gateway sends only `stream: true` (the
+    original's own field) and estimates usage it was not given."""
+    response = await http.post("/api/integrations/execute", json={**local(prompt="Hi there"), "stream": True})
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    events = json_events(response.text)
+    assert "".join(d["content"] for name, d in events if name == "delta") == "local says: Hi there"
+    name, final = events[-1]
+    data = final["data"]
+    assert name == "done" and data["provider"] == "symbia-labs" and data["finishReason"] == "stop"
+    assert data["metadata"]["local"] is True and data["metadata"]["usageEstimated"] is True
+    assert data["usage"]["completionTokens"] > 0
+    request = models_service.requests[-1]
+    assert request["headers"]["x-service-auth"] == "internal"
+    assert request["body"] == {"model": "smollm2-135m", "stream": True,
+                               "messages": [{"role": "user", "content": "Hi there"}]}

@@ -1,5 +1,6 @@
 """A small HuggingFace upstream for tests: the router's OpenAI-compatible chat, TGI's
-`/generate`, TEI's `/embed`, hf-inference feature extraction and `/v1/embeddings`.
+`/generate`, TEI's `/embed`, hf-inference feature extraction and `/v1/embeddings`; streamed chat
+(OpenAI-compatible SSE with usage when `stream_options.include_usage`) and TGI's `/generate_stream`.
 
 It is a real HTTP server on loopback (aiohttp, own thread and loop). Behaviour is chosen by
 the model name, so one server serves every test:
@@ -11,6 +12,7 @@ Every request is recorded (method, path, headers, JSON body) for assertions.
 """
 
 import asyncio
+import json
 import threading
 from typing import Any
 
@@ -64,6 +66,8 @@ class FakeHuggingFace:
             return failure
         last = body["messages"][-1]["content"]
         text = last if isinstance(last, str) else " ".join(p.get("text", "") for p in last if isinstance(p, dict))
+        if body.get("stream"):
+            return await self._chat_stream(request, body, f"hf says: {text}")
         return web.json_response({
             "id": "chatcmpl-hf", "object": "chat.completion", "created": 1700000000, "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": f"hf says: {text}"},
@@ -79,6 +83,44 @@ class FakeHuggingFace:
             "generated_text": f" continued: {body['inputs'][-20:]}",
             "details": {"finish_reason": "length", "generated_tokens": 5, "seed": 42, "prefill": []},
         })
+
+    @staticmethod
+    async def _sse(request: web.Request, events: list[Any]) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for event in events:
+            data = event if isinstance(event, str) else json.dumps(event)
+            await response.write(f"data: {data}\n\n".encode())
+        await response.write_eof()
+        return response
+
+    async def _chat_stream(self, request: web.Request, body: dict[str, Any], text: str) -> web.StreamResponse:
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+            return {"id": "chatcmpl-hf", "object": "chat.completion.chunk", "created": 1700000000,
+                    "model": body["model"], "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+        words = text.split(" ")
+        events: list[Any] = [chunk({"role": "assistant", "content": ""})]
+        events += [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+        events.append(chunk({}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            events.append({"id": "chatcmpl-hf", "object": "chat.completion.chunk", "created": 1700000000,
+                           "model": body["model"], "choices": [],
+                           "usage": {"prompt_tokens": 7, "completion_tokens": len(words),
+                                     "total_tokens": 7 + len(words)}})
+        return await self._sse(request, [*events, "[DONE]"])
+
+    async def generate_stream(self, request: web.Request) -> web.StreamResponse:
+        await self._record(request)
+        if (failure := await self._gate(request, "")) is not None:
+            return failure
+        tokens = [" continued", ":", " once", " upon"]
+        events: list[Any] = [{"index": i + 1, "token": {"id": i, "text": t, "logprob": -0.1, "special": False},
+                              "generated_text": None, "details": None} for i, t in enumerate(tokens)]
+        events.append({"index": 5, "token": {"id": 2, "text": "</s>", "logprob": 0.0, "special": True},
+                       "generated_text": "".join(tokens),
+                       "details": {"finish_reason": "eos_token", "generated_tokens": 5, "seed": 7}})
+        return await self._sse(request, events)
 
     async def embed(self, request: web.Request) -> web.Response:
         body = await self._record(request)
@@ -105,6 +147,7 @@ class FakeHuggingFace:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/generate", self.generate)
+        app.router.add_post("/generate_stream", self.generate_stream)
         app.router.add_post("/embed", self.embed)
         app.router.add_post("/hf-inference/models/{model:.+}/pipeline/feature-extraction", self.embed)
         app.router.add_post("/v1/embeddings", self.openai_embeddings)

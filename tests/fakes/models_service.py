@@ -1,5 +1,5 @@
 """A stand-in for the Symbia Models service (the `symbia-labs` provider): the OpenAI-compatible
-routes the gateway calls, with the request rules of the real service's chat handler (roles
+routes the gateway calls (chat also streamed), with the request rules of the real service's chat handler (roles
 system/user/assistant, string contents only) and its `/v1/models` shape (OpenAI entries
 extended with capabilities, context_length and a `symbia` block; remote models it only brokers
 are listed with `symbia.source: remote`).
@@ -9,6 +9,7 @@ A real HTTP server on loopback (aiohttp, own thread and loop); requests are reco
 """
 
 import asyncio
+import json
 import threading
 from typing import Any
 
@@ -71,12 +72,32 @@ class FakeModelsService:
             return web.json_response({"error": {"message": "Model 'missing-model' not found",
                                                 "type": "invalid_request_error", "code": "model_not_found"}},
                                      status=404)
+        if body.get("stream"):
+            return await self._chat_stream(request, body["model"], f"local says: {messages[-1]['content']}")
         return web.json_response({
             "id": "chatcmpl-local", "object": "chat.completion", "created": 1700000000, "model": body["model"],
             "choices": [{"index": 0, "finish_reason": "stop",
                          "message": {"role": "assistant", "content": f"local says: {messages[-1]['content']}"}}],
             "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
         })
+
+    @staticmethod
+    async def _chat_stream(request: web.Request, model: str, text: str) -> web.StreamResponse:
+        """OpenAI chunks, one per word, then `[DONE]`; no usage (the gateway does not ask for it)."""
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+            return json.dumps({"id": "chatcmpl-local", "object": "chat.completion.chunk", "created": 1700000000,
+                               "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+
+        words = text.split(" ")
+        events = [chunk({"role": "assistant"})]
+        events += [chunk({"content": w if i == 0 else " " + w}) for i, w in enumerate(words)]
+        events += [chunk({}, "stop"), "[DONE]"]
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        for event in events:
+            await response.write(f"data: {event}\n\n".encode())
+        await response.write_eof()
+        return response
 
     async def embeddings(self, request: web.Request) -> web.Response:
         body = request[BODY]

@@ -160,7 +160,7 @@ async def test_catalog_configs_replace_the_defaults_and_refresh(identity_fake, k
     services = Services(identity_mode_settings(identity_fake, keyed_openai, catalog_service_url=catalog.url,
                                                catalog_refresh_s=0.2))
     try:
-        await services.start()
+        await services.load()
         configs = providers_reply(services)
         assert services.provider_configs.source == "catalog"
         assert configs["openai"]["baseUrl"] == "https://api.openai.com/v1"          # as Catalog describes it
@@ -194,7 +194,7 @@ async def test_catalog_unusable_means_builtin_defaults(identity_fake, keyed_open
                                                catalog_timeout_s=0.5))
     try:
         started = time.monotonic()
-        await services.start()
+        await services.load()
         assert time.monotonic() - started < 1.5
         assert services.provider_configs.source == "defaults"
         openai = providers_reply(services)["openai"]

@@ -63,7 +63,7 @@ async def test_a_batch_of_50_executes_completes_with_50_results(http, nc, llmock
 
 async def test_a_job_returns_exactly_what_its_request_reply_twin_returns(http, nc, results):
     for request in (chat_request("twin", maxTokens=5),
-                    {"provider": "google", "operation": "chat.completions", "params": {"model": "x"}},
+                    {"provider": "acme-llm", "operation": "chat.completions", "params": {"model": "x"}},
                     {"provider": "openai", "operation": "embeddings", "params": {"model": "text-embedding-3-small",
                                                                                    "input": ["a", "b"]}}):
         twin = await nc.request("integrations.v1.execute", orjson.dumps(request), timeout=10,

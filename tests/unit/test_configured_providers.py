@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from contracts.execute import ExecuteParams
 from service.providers.capabilities import build_provider_table
 from service.providers.configured import ProviderConfigError, check_provider_config
 from service.settings import Settings
@@ -145,3 +146,17 @@ def test_a_worker_refuses_to_start_with_an_invalid_file(tmp_path):
     assert done.returncode != 0
     assert "Invalid provider configuration" in done.stderr and "baseUrl" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_chat_api_operations_stream_and_the_mistral_preset_does_not_ask_for_usage(tmp_path):
+    rows = table(tmp_path, YAML)
+    assert rows["acme"].operations["chat.completions"].streaming
+    assert not rows["acme"].operations["embeddings"].streaming
+    assert rows["acme"].adapter.stream_usage
+    assert rows["google"].operations["image.description"].streaming
+    assert rows["mistral"].adapter.stream_usage is False          # rejects unknown fields such as stream_options
+    call, _ = rows["mistral"].adapter.build_stream(rows["mistral"].operations["chat.completions"],
+                                                   ExecuteParams(model="m", prompt="x"), "k")
+    assert call.body["stream"] is True and "stream_options" not in call.body
+    assert rows["symbia-labs"].operations["chat.completions"].streaming
+    assert all(op.streaming for op in rows["anthropic"].operations.values())

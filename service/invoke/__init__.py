@@ -1,0 +1,1 @@
+"""Invoke: one operation of a registered integration (OpenAPI, MCP, provider built-in)."""

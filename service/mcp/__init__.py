@@ -1,0 +1,1 @@
+"""MCP client side: registered MCP servers discovered and called through the official SDK."""

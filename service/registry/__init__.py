@@ -1,0 +1,1 @@
+"""The integration registry: OpenAPI and MCP integrations, org-scoped, persisted in JetStream."""
