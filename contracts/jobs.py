@@ -1,6 +1,6 @@
 """Jobs: commands that run without a waiting caller, and their results as events (docs/JOBS.md).
 
-A job is an execute (later also invoke or register) command queued durably in JetStream. It runs
+A job is an execute, invoke or register command queued durably in JetStream. It runs
 the same handler as its request-reply twin, and its result (the very body and status the twin
 would reply) is published on `integrations.v1.results.<id>`. Over HTTP a batch is submitted with
 `POST /api/integrations/jobs` and polled with `GET /api/integrations/jobs/{id}`.
@@ -42,7 +42,8 @@ class JobSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     kind: JobKind = Field("execute", description="which request-reply twin runs the job")
-    request: dict[str, Any] = Field(description="the body the twin takes, e.g. an ExecuteRequest for execute")
+    request: dict[str, Any] = Field(description="the body the twin takes: an ExecuteRequest (execute), "
+                                                "InvokeRequest (invoke) or RegisterRequest (register)")
     id: str | None = Field(None, pattern=JOB_ID_PATTERN,
                            description="idempotency key and job id; default: generated. Use a random value "
                                        "(ids are global: an id another organization used is a 409)")
@@ -133,9 +134,8 @@ class JobGrant(BaseModel):
 ROUTES = (
     Route(method="POST", path=f"{API_PREFIX}/jobs", subject=subjects.JOBS_SUBMIT, tag="jobs",
           summary="Submit a batch of commands to run as jobs; 202 with their ids",
-          description="Each job runs later, like its request-reply twin (execute; invoke and register when "
-                      "available), and publishes its result on integrations.v1.results.<id>. Poll "
-                      "GET /api/integrations/jobs/{id}.",
+          description="Each job runs later, like its request-reply twin (execute, invoke or register), and "
+                      "publishes its result on integrations.v1.results.<id>. Poll GET /api/integrations/jobs/{id}.",
           request_model=JobBatch, response_model=JobsAccepted, success_status=202,
           error_statuses=(400, 401, 403, 409, 413, 500, 503)),
     Route(method="GET", path=f"{API_PREFIX}/jobs/{{id}}", subject=subjects.JOBS_GET, tag="jobs",

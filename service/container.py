@@ -3,6 +3,8 @@
 import logging
 
 from contracts.execute import ExecuteRequest
+from contracts.invoke import InvokeRequest
+from contracts.registry import RegisterRequest
 from service.auth.keys import KeyStore
 from service.cache import TTLCache
 from service.catalog import ProviderConfigs
@@ -90,10 +92,13 @@ class Services:
 
         self.discovery.integration_count = self._integration_count
 
-        # Commands that can run as jobs (docs/JOBS.md): kind → its request-reply twin. Invoke and
-        # register join with one line each once their handlers exist.
+        # Commands that can run as jobs (docs/JOBS.md): kind → its request-reply twin, the very
+        # handler its request-reply subject runs (the job's caller comes from its grant).
         self.job_handlers: dict[str, JobHandler] = {
             "execute": JobHandler(self.execute, self.execute.request_id_prefix, ExecuteRequest),
+            "invoke": JobHandler(self.invoke, self.invoke.request_id_prefix, InvokeRequest),
+            "register": JobHandler(self.registry_service.register, self.registry_service.request_id_prefix,
+                                   RegisterRequest),
         }
         self.jobs = JobsService(access=self.access, handlers=self.job_handlers,
                                 grant_ttl_s=settings.job_grant_ttl_s, batch_max=settings.job_batch_max)

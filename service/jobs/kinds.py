@@ -1,8 +1,8 @@
 """Which commands can run as jobs: kind → the request-reply twin's handler.
 
 A job of a kind runs exactly the handler its request-reply twin runs, so its result is the body
-and status the twin would reply. Services.job_handlers maps the kinds that exist; a kind
-without an entry (invoke and register until their handlers exist) is refused with 400
+and status the twin would reply. Services.job_handlers maps the kinds that exist (execute,
+invoke, register); a kind without an entry (one a deployment switched off) is refused with 400
 `job_kind_unavailable`. Adding one is a line in service/container.py.
 """
 

@@ -222,14 +222,19 @@ async def test_job_status_is_scoped_to_the_organization(http, nc, acme_key, resu
     assert response.status_code == 401
 
 
-async def test_bad_batches_queue_nothing(http, nc):
+async def test_bad_batches_queue_nothing(http, nc, worker, monkeypatch):
     good = new_id()
+    # Every kind has a handler now; a gateway without one (a kind switched off) refuses it up front.
+    monkeypatch.delitem(worker.services.job_handlers, "register")
     cases = [
         ([{"id": good, "request": chat_request()}, {"request": {"provider": "openai"}}], 400, "invalid_request",
          "jobs[1].request"),
-        ([{"id": good, "kind": "invoke", "request": {}}], 400, "job_kind_unavailable",
-         "jobs[0]: Jobs of kind 'invoke'"),
-        ([{"id": good, "kind": "register", "request": {}}], 400, "job_kind_unavailable", "available: execute"),
+        ([{"id": good, "request": chat_request()}, {"kind": "invoke", "request": {}}], 400, "invalid_request",
+         "Invalid jobs[1].request: operation"),
+        ([{"id": good, "kind": "register", "request": {}}], 400, "job_kind_unavailable",
+         "jobs[0]: Jobs of kind 'register'"),
+        ([{"id": good, "kind": "register", "request": {}}], 400, "job_kind_unavailable",
+         "available: execute, invoke"),
         ([{"id": good, "request": chat_request()}, {"id": good, "request": chat_request()}], 400, "invalid_request",
          "unique"),
         ([], 400, "invalid_request", "jobs"),
@@ -248,7 +253,8 @@ async def test_bad_batches_queue_nothing(http, nc):
     assert response.status_code == 400
 
 
-async def test_a_job_kind_without_a_handler_fails_cleanly_on_the_bus(nc, results):
+async def test_a_job_kind_without_a_handler_fails_cleanly_on_the_bus(nc, results, worker, monkeypatch):
+    monkeypatch.delitem(worker.services.job_handlers, "invoke")     # the runner reads the same live mapping
     grant = await get_grant(nc)
     job_id = new_id()
     await publish_job(nc.jetstream(), grant, job_id, {"integration": "x"}, kind="invoke")
@@ -288,3 +294,4 @@ async def test_grant_requests(nc, acme_key):
     msg = await nc.request("integrations.v1.jobs.grant", b'{"ttlSeconds": 0}', timeout=5,
                            headers={"x-api-key": CALLER_KEY})
     assert msg.headers["x-status"] == "400"
+
