@@ -41,9 +41,17 @@ async def load_body(command: Command, message: NatsMessage, payloads: PayloadSto
 
 
 async def notify(observers: Sequence[CallObserver], command: Command, reply: Reply) -> None:
-    if command.record is not None:
-        for observe in observers:
+    """Hands an authenticated command and its reply to every observer (usage). An observer that
+    fails is logged and skipped: the call already happened, and its reply (or a job's result)
+    must not turn into a 500 nor a redelivery because bookkeeping failed."""
+    if command.record is None:
+        return
+    for observe in list(observers):
+        try:
             await observe(command, reply)
+        except Exception:
+            log.exception("call observer %s failed for request %s; the reply is sent unchanged",
+                          getattr(observe, "__qualname__", observe), command.request_id)
 
 
 def worker_stopping() -> GatewayError:

@@ -19,6 +19,7 @@ from tests.jobs.helpers import (
     new_id,
     publish_job,
     sign,
+    until,
     wait_status,
 )
 
@@ -295,3 +296,36 @@ async def test_grant_requests(nc, acme_key):
                            headers={"x-api-key": CALLER_KEY})
     assert msg.headers["x-status"] == "400"
 
+
+async def test_a_failing_observer_neither_fails_a_call_nor_redelivers_a_job(http, nc, worker, results, llmock):
+    """The usage pipeline failing is logged: the request-reply call still answers 200 and the job
+    succeeds once (before, the call became a 500 and the job was naked and run again)."""
+    observed = []
+
+    async def broken(command, reply):
+        raise RuntimeError("usage sink down")
+
+    async def after(command, reply):
+        observed.append(command.request_id)
+
+    worker.services.observers.extend([broken, after])
+    try:
+        twin = await nc.request("integrations.v1.execute", orjson.dumps(chat_request("observed twin")), timeout=10,
+                                headers={"x-api-key": CALLER_KEY, "x-request-id": "observed-twin"})
+        job_id = new_id()
+        await http.post("/api/integrations/jobs", json=[{"id": job_id, "request": chat_request("observed job")}])
+        msg = (await results.wait_for([job_id]))[job_id]
+        js = nc.jetstream()
+
+        async def acknowledged() -> bool:
+            return (await js.stream_info("INTEGRATIONS_JOBS")).state.messages == 0
+        await until(acknowledged)
+    finally:
+        worker.services.observers.remove(broken)
+        worker.services.observers.remove(after)
+    assert twin.headers["x-status"] == "200" and orjson.loads(twin.data)["success"] is True
+    assert msg.headers["x-status"] == "200" and msg.headers["x-job-status"] == "succeeded"
+    view = await wait_status(nc, job_id)
+    assert view["status"] == "succeeded" and view["attempts"] == 1
+    assert prompts_sent(llmock)["observed job"] == 1 and len(results.seen[job_id]) == 1
+    assert {"observed-twin", job_id} <= set(observed)      # later observers still ran
