@@ -82,5 +82,22 @@ def _stream_operation(doc: dict[str, Any], route) -> None:
     }
 
 
+def _sorted(mapping: dict[str, Any]) -> dict[str, Any]:
+    return {key: mapping[key] for key in sorted(mapping)}
+
+
+def stable(doc: dict[str, Any]) -> dict[str, Any]:
+    """Channels, operations, messages and schemas in key order, so the document only changes
+    when the bus does (not with the order subscribers or models were registered in)."""
+    for name in ("channels", "operations"):
+        if name in doc:
+            doc[name] = _sorted(doc[name])
+    components = doc.get("components", {})
+    for name in ("channels", "operations", "messages", "schemas"):
+        if name in components:
+            components[name] = _sorted(components[name])
+    return doc
+
+
 if __name__ == "__main__":
-    print(json.dumps(document(), indent=2))
+    print(json.dumps(stable(document()), indent=2))
