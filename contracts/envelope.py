@@ -99,6 +99,13 @@ class Reason:
     INTEGRATION_CREDENTIAL_MISSING = "integration_credential_missing"
     INTEGRATION_MISCONFIGURED = "integration_misconfigured"
     UNSUPPORTED_INTEGRATION = "unsupported_integration"
+    # MCP server endpoint (docs/MCP.md)
+    TOOL_NOT_FOUND = "tool_not_found"
+    INVALID_CURSOR = "invalid_cursor"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    CANCELLED = "cancelled"
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    HOST_NOT_ALLOWED = "host_not_allowed"
     # Jobs (docs/JOBS.md)
     JOB_KIND_UNAVAILABLE = "job_kind_unavailable"
     JOB_ID_CONFLICT = "job_id_conflict"

@@ -10,7 +10,7 @@ own `ROUTES`; this module only collects them. A route's request travels as follo
   (POST: plus the parsed body under the key ``body``).
 """
 
-from contracts import discovery, execute, invoke, jobs, openai, registry
+from contracts import discovery, execute, invoke, jobs, mcp, openai, registry
 from contracts.envelope import ErrorEnvelope
 from contracts.http import ALIAS_PREFIX, API_PREFIX, QueryParam, Route
 
@@ -19,6 +19,7 @@ ROUTES: tuple[Route, ...] = (
     *discovery.ROUTES,
     *registry.ROUTES,
     *invoke.ROUTES,
+    *mcp.ROUTES,
     *openai.ROUTES,
     *jobs.ROUTES,
 )

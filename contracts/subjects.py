@@ -54,6 +54,16 @@ REGISTRY_GLOBAL_ORG = "_global"
 REGISTRY_BUCKET = "integrations-registry"
 REGISTRY_DOCS_BUCKET = "integrations-registry-docs"
 
+# MCP server endpoint (docs/MCP.md): the api process speaks the protocol; every tool list, tool
+# call and info read is one request to the workers. MCP_CANCEL is fan-out (no queue group, no
+# reply): every worker receives it and the one running the call cancels it.
+MCP_AUTHENTICATE = f"{PREFIX}.mcp.authenticate"
+MCP_TOOLS_LIST = f"{PREFIX}.mcp.tools.list"
+MCP_TOOLS_CALL = f"{PREFIX}.mcp.tools.call"
+MCP_INFO = f"{PREFIX}.mcp.info"
+MCP_CANCEL = f"{PREFIX}.mcp.cancel"
+
+
 # Jobs (contracts/jobs.py, docs/JOBS.md): commands queued durably and run without a waiting caller.
 # Publishing (not requesting) to a kind's subject queues a job in the work-queue stream JOBS_STREAM.
 JOBS_PREFIX = f"{PREFIX}.jobs"

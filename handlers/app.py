@@ -130,6 +130,20 @@ def build_app(settings: Settings) -> FastStream:
         endpoint(subject, handler, registry.request_id_prefix, description)
     endpoint(subjects.INVOKE, services.invoke, services.invoke.request_id_prefix,
              "Invoke an operation of a registered integration (InvokeRequest).")
+    # The MCP server endpoint's tools (docs/MCP.md); cancel is fan-out: every worker hears it.
+    mcp = services.mcp_endpoint
+    for subject, handler, description in (
+        (subjects.MCP_AUTHENTICATE, mcp.authenticate, "Authenticate an MCP endpoint request ({})."),
+        (subjects.MCP_TOOLS_LIST, mcp.tools_list, "One page of the caller's MCP tools ({cursor?})."),
+        (subjects.MCP_TOOLS_CALL, mcp.tools_call, "Call one MCP tool ({name, arguments})."),
+        (subjects.MCP_INFO, mcp.info, "MCP server info and the caller's tool count ({})."),
+    ):
+        endpoint(subject, handler, mcp.request_id_prefix, description)
+
+    @broker.subscriber(subjects.MCP_CANCEL, decoder=as_message, title=subjects.MCP_CANCEL,
+                       description="Cancel a running MCP tools.call ({requestId}); fan-out, no reply.")
+    async def mcp_cancel(message: NatsMessage) -> None:
+        await mcp.cancel(message.headers or {}, message.body)
 
     # Streams and the OpenAI-compatible routes (docs/STREAMING.md).
     stream_endpoint(subjects.EXECUTE_STREAM, services.execute.open_stream, services.execute.request_id_prefix,

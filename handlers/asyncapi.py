@@ -10,6 +10,7 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from contracts.envelope import ErrorEnvelope
+from contracts.mcp import BUS_ONLY
 from contracts.routes import ROUTES
 from contracts.streaming import StreamDelta
 from handlers.app import build_app
@@ -18,31 +19,36 @@ from service.settings import Settings
 
 def document() -> dict[str, Any]:
     doc = json.loads(build_app(Settings(_env_file=None)).schema.to_specification().to_json())
+    # (subject, request model, reply model): the HTTP routes, then subjects without a route.
+    entries = [(route.subject, route.request_model, route.response_model) for route in ROUTES]
+    entries += [(subject, request, reply) for subject, request, reply, _ in BUS_ONLY]
     models = [(ErrorEnvelope, "serialization"), (StreamDelta, "serialization")]
-    for route in ROUTES:
-        models += [(m, mode) for m, mode in ((route.request_model, "validation"),
-                                             (route.response_model, "serialization")) if m]
+    for _, request_model, response_model in entries:
+        models += [(m, mode) for m, mode in ((request_model, "validation"), (response_model, "serialization")) if m]
     _, schemas = models_json_schema(models, ref_template="#/components/schemas/{model}")
     doc["components"]["schemas"].update(schemas.get("$defs", {}))
-    for route in ROUTES:
-        message = doc["components"]["messages"].get(f"{route.subject}:SubscribeMessage")
+    for subject, request_model, response_model in entries:
+        message = doc["components"]["messages"].get(f"{subject}:SubscribeMessage")
         if message is None:
             continue
-        if route.request_model:
-            message["payload"] = {"$ref": f"#/components/schemas/{route.request_model.__name__}"}
-        reply_name = f"{route.subject}:Reply"
+        if request_model:
+            message["payload"] = {"$ref": f"#/components/schemas/{request_model.__name__}"}
+        if response_model is None and subject not in {route.subject for route in ROUTES}:
+            continue  # fan-out subjects: no reply
+        reply_name = f"{subject}:Reply"
         doc["components"]["messages"][reply_name] = {
             "title": reply_name,
             "headers": {"type": "object", "properties": {"x-status": {"type": "string",
                                                                       "description": "HTTP status of the body"}}},
-            "payload": {"oneOf": [{"$ref": f"#/components/schemas/{route.response_model.__name__}"},
-                                  {"$ref": "#/components/schemas/ErrorEnvelope"}]} if route.response_model else {},
+            "payload": {"oneOf": [{"$ref": f"#/components/schemas/{response_model.__name__}"},
+                                  {"$ref": "#/components/schemas/ErrorEnvelope"}]} if response_model else {},
         }
-        doc["operations"][route.subject]["reply"] = {
+        doc["operations"][subject]["reply"] = {
             "messages": [{"$ref": f"#/components/messages/{reply_name}"}],
             "address": {"location": "$message.header#/reply_to",
                         "description": "the requester's inbox (NATS request-reply)"},
         }
+    for route in ROUTES:
         if route.stream is not None:
             _stream_operation(doc, route)
     return doc
@@ -82,22 +88,11 @@ def _stream_operation(doc: dict[str, Any], route) -> None:
     }
 
 
-def _sorted(mapping: dict[str, Any]) -> dict[str, Any]:
-    return {key: mapping[key] for key in sorted(mapping)}
-
-
-def stable(doc: dict[str, Any]) -> dict[str, Any]:
-    """Channels, operations, messages and schemas in key order, so the document only changes
-    when the bus does (not with the order subscribers or models were registered in)."""
-    for name in ("channels", "operations"):
-        if name in doc:
-            doc[name] = _sorted(doc[name])
-    components = doc.get("components", {})
-    for name in ("channels", "operations", "messages", "schemas"):
-        if name in components:
-            components[name] = _sorted(components[name])
-    return doc
+def text() -> str:
+    """The file's content: keys sorted, so docs/asyncapi.json only changes when the bus does (the
+    channel order varies per run)."""
+    return json.dumps(document(), indent=2, sort_keys=True)
 
 
 if __name__ == "__main__":
-    print(json.dumps(stable(document()), indent=2))
+    print(text())

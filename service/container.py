@@ -16,6 +16,8 @@ from service.jobs.grants import JobSigner, load_signing_key
 from service.jobs.kinds import JobHandler
 from service.jobs.service import JobsService
 from service.mcp.client import McpPool
+from service.mcp.endpoint import McpEndpointService
+from service.mcp.toolset import ToolCatalog
 from service.openai_compat import OpenAICompatService
 from service.outbound import OutboundGuard
 from service.providers.base import ProviderSpec
@@ -91,6 +93,11 @@ class Services:
                                     settings=settings)
 
         self.discovery.integration_count = self._integration_count
+
+        # --- the gateway's own MCP endpoint (docs/MCP.md): tools from the registry, calls through invoke
+        self.mcp_tools = ToolCatalog(self.registry, self.providers, self.credentials)
+        self.mcp_endpoint = McpEndpointService(access=self.access, tools=self.mcp_tools, invoke=self.invoke,
+                                               page_size=settings.mcp_page_size)
 
         # Commands that can run as jobs (docs/JOBS.md): kind → its request-reply twin, the very
         # handler its request-reply subject runs (the job's caller comes from its grant).

@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     integration_credentials: dict[str, str] = Field(
         default_factory=dict, validation_alias="INTEGRATIONS_CREDENTIALS", repr=False)
 
+    # --- MCP server endpoint (docs/MCP.md) -------------------------------------------------
+    # Tools per tools/list page (clients follow nextCursor).
+    mcp_page_size: int = Field(100, ge=1, le=1000, validation_alias="INTEGRATIONS_MCP_PAGE_SIZE")
+
     # --- streaming and the OpenAI-compatible routes (docs/STREAMING.md) -----------------------
     # Chunks a requester may have unacknowledged; a requester asks for less with x-stream-window.
     stream_window: int = Field(64, ge=1, le=4096, validation_alias="INTEGRATIONS_STREAM_WINDOW")

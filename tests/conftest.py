@@ -175,6 +175,7 @@ def settings(nats_url: str, llmock: LLMock, hf_fake: FakeHuggingFace, data_dir: 
         mcp_stdio_allow=shlex.join([sys.executable, "-m", "tests.fakes.mcp_server", "stdio"]),
         invoke_timeout_s=5,
         mcp_timeout_s=5,
+        mcp_page_size=25,               # tests/registry/mcp_endpoint: tools/list spans pages
     )
 
 
