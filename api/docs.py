@@ -87,7 +87,8 @@ def _operation(route: Route, path: str) -> dict[str, Any]:
         "description": f"{route.description}\n\nBus subject: `{route.subject}`.".strip(),
         "tags": [route.tag],
         "operationId": f"{route.method.lower()}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
-        "responses": {"200": {"description": "Success", "content": _json_content(route.response_model)}},
+        "responses": {str(route.success_status): {"description": "Success",
+                                                  "content": _json_content(route.response_model)}},
     }
     if route.stream is not None:
         op["responses"]["200"]["content"]["text/event-stream"] = {

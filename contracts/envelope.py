@@ -106,6 +106,14 @@ class Reason:
     CANCELLED = "cancelled"
     ORIGIN_NOT_ALLOWED = "origin_not_allowed"
     HOST_NOT_ALLOWED = "host_not_allowed"
+    # Jobs (docs/JOBS.md)
+    JOB_KIND_UNAVAILABLE = "job_kind_unavailable"
+    JOB_ID_CONFLICT = "job_id_conflict"
+    JOB_NOT_CANCELLABLE = "job_not_cancellable"
+    JOB_CANCELLED = "job_cancelled"
+    JOB_GRANT_INVALID = "job_grant_invalid"
+    JOB_ATTEMPTS_EXHAUSTED = "job_attempts_exhausted"
+    BATCH_TOO_LARGE = "batch_too_large"
     # usage store (docs/USAGE.md)
     STORE_UNAVAILABLE = "store_unavailable"
 

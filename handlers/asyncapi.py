@@ -113,5 +113,11 @@ def _add_usage_events(doc: dict[str, Any]) -> None:
     }
 
 
+def text() -> str:
+    """The file's content: keys sorted, so docs/asyncapi.json only changes when the bus does (the
+    channel order varies per run)."""
+    return json.dumps(document(), indent=2, sort_keys=True)
+
+
 if __name__ == "__main__":
-    print(json.dumps(document(), indent=2, sort_keys=True))  # stable file: the channel order varies per run
+    print(text())

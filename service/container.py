@@ -2,6 +2,9 @@
 
 import logging
 
+from contracts.execute import ExecuteRequest
+from contracts.invoke import InvokeRequest
+from contracts.registry import RegisterRequest
 from service.auth.keys import KeyStore
 from service.cache import TTLCache
 from service.catalog import ProviderConfigs
@@ -9,6 +12,9 @@ from service.discovery import DiscoveryService
 from service.execute import ExecuteService
 from service.invoke.credentials import IntegrationCredentials
 from service.invoke.service import InvokeService
+from service.jobs.grants import JobSigner, load_signing_key
+from service.jobs.kinds import JobHandler
+from service.jobs.service import JobsService
 from service.mcp.client import McpPool
 from service.mcp.endpoint import McpEndpointService
 from service.mcp.toolset import ToolCatalog
@@ -95,6 +101,18 @@ class Services:
         self.mcp_endpoint = McpEndpointService(access=self.access, tools=self.mcp_tools, invoke=self.invoke,
                                                page_size=settings.mcp_page_size)
 
+        # Commands that can run as jobs (docs/JOBS.md): kind → its request-reply twin, the very
+        # handler its request-reply subject runs (the job's caller comes from its grant).
+        self.job_handlers: dict[str, JobHandler] = {
+            "execute": JobHandler(self.execute, self.execute.request_id_prefix, ExecuteRequest),
+            "invoke": JobHandler(self.invoke, self.invoke.request_id_prefix, InvokeRequest),
+            "register": JobHandler(self.registry_service.register, self.registry_service.request_id_prefix,
+                                   RegisterRequest),
+        }
+        self.jobs = JobsService(access=self.access, handlers=self.job_handlers,
+                                grant_ttl_s=settings.job_grant_ttl_s, batch_max=settings.job_batch_max)
+        self.job_signer: JobSigner | None = None       # loaded at load() (it may create the key file)
+
         # --- usage events of every authenticated call, the usage store and its queries (docs/USAGE.md)
         self.usage = UsagePipeline(settings)
         self.observers.append(self.usage.observe)
@@ -109,8 +127,10 @@ class Services:
         return probe
 
     async def load(self) -> None:
-        """Start-up I/O before the worker connects: the first Catalog load."""
+        """Start-up I/O before the worker connects: the first Catalog load, the job signing key."""
         await self.provider_configs.start()
+        self.job_signer = JobSigner(load_signing_key(self.settings.job_signing_key,
+                                                     self.settings.job_signing_key_path))
 
     async def start(self, nc) -> None:
         """Once the worker is connected: state that lives in NATS (the registry, the usage stream)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, PrivateAttr, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -146,6 +146,22 @@ class Settings(BaseSettings):
     # Provider of bare model names on /v1 routes (`gpt-4o-mini` = `openai/gpt-4o-mini`).
     openai_default_provider: str = Field("openai", validation_alias="INTEGRATIONS_OPENAI_DEFAULT_PROVIDER")
 
+    # --- jobs (docs/JOBS.md) ---------------------------------------------------------------
+    # Jobs this worker runs at once, apart from INTEGRATIONS_WORKER_CONCURRENCY (0: takes no jobs).
+    job_concurrency: int = Field(16, ge=0, le=10_000, validation_alias="INTEGRATIONS_JOB_CONCURRENCY")
+    # HMAC key shared by all workers; unset: generated once in the data dir (job-signing.key).
+    job_signing_key: str | None = Field(None, min_length=32, validation_alias="INTEGRATIONS_JOB_SIGNING_KEY",
+                                        repr=False)
+    job_grant_ttl_s: float = Field(3600.0, gt=0, validation_alias="INTEGRATIONS_JOB_GRANT_TTL_S")
+    job_max_age_s: float = Field(86_400.0, gt=0, validation_alias="INTEGRATIONS_JOB_MAX_AGE_S")
+    job_results_ttl_s: float = Field(7 * 86_400.0, gt=0, validation_alias="INTEGRATIONS_JOB_RESULTS_TTL_S")
+    job_ack_wait_s: float = Field(30.0, ge=1, validation_alias="INTEGRATIONS_JOB_ACK_WAIT_S")
+    job_max_attempts: int = Field(3, ge=1, le=100, validation_alias="INTEGRATIONS_JOB_MAX_ATTEMPTS")
+    job_duplicate_window_s: float = Field(900.0, gt=0, validation_alias="INTEGRATIONS_JOB_DUPLICATE_WINDOW_S")
+    job_batch_max: int = Field(1000, ge=1, validation_alias="INTEGRATIONS_JOB_BATCH_MAX")
+    # While request-reply calls are in flight and the worker's event loop runs this late (CPU
+    # saturated), job slots start no new job (0: never hold jobs back).
+    job_yield_lag_ms: float = Field(2.0, ge=0, validation_alias="INTEGRATIONS_JOB_YIELD_LAG_MS")
 
     # --- usage pipeline (docs/USAGE.md) ----------------------------------------------------
     # PostgreSQL store when set (postgresql://user:pass@host:5432/db), else SQLite in the data dir.
@@ -169,6 +185,14 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _job_records_outlive_grants(self) -> "Settings":
+        # A replayed job message is recognized by its status record until the record expires;
+        # its grant must expire first (docs/JOBS.md, "What a publisher can and cannot do").
+        if self.job_results_ttl_s < self.job_grant_ttl_s:
+            raise ValueError("INTEGRATIONS_JOB_RESULTS_TTL_S must be at least INTEGRATIONS_JOB_GRANT_TTL_S")
+        return self
 
     @field_validator("anthropic_base_url")
     @classmethod
@@ -210,6 +234,10 @@ class Settings(BaseSettings):
     @property
     def mcp_stdio_allow_list(self) -> tuple[str, ...]:
         return tuple(c.strip() for c in self.mcp_stdio_allow.split(",") if c.strip())
+
+    @property
+    def job_signing_key_path(self) -> Path:
+        return self.data_dir / "job-signing.key"
 
     @property
     def usage_db_path(self) -> Path:
