@@ -69,8 +69,9 @@ async def run_observed(handler: Handler, command: Command, observers: Sequence[C
     return reply
 
 
-def as_message(message: NatsMessage) -> NatsMessage:
-    """Decoder: hand the handler the message itself, undecoded."""
+async def as_message(message: NatsMessage) -> NatsMessage:
+    """Decoder: hand the handler the message itself, undecoded. A coroutine on purpose:
+    FastStream runs a plain-function decoder in a thread pool (a thread hop per message)."""
     return message
 
 
