@@ -1,4 +1,4 @@
-"""Interactive latency while a large batch of jobs runs (docs/BENCHMARKS-jobs.md).
+"""Interactive latency while a large batch of jobs runs (docs/BENCHMARKS.md, "Jobs").
 
 Starts the fast mock upstream and `symbia-integrations serve` (embedded NATS, one worker, one api
 process), then measures sequential interactive executes (over NATS and over HTTP):

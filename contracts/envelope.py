@@ -95,7 +95,6 @@ class Reason:
     STDIO_NOT_ALLOWED = "stdio_not_allowed"
     SPEC_FETCH_FAILED = "spec_fetch_failed"
     SPEC_INVALID = "spec_invalid"
-    DISCOVERY_FAILED = "discovery_failed"
     INTEGRATION_CREDENTIAL_MISSING = "integration_credential_missing"
     INTEGRATION_MISCONFIGURED = "integration_misconfigured"
     UNSUPPORTED_INTEGRATION = "unsupported_integration"

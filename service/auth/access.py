@@ -46,9 +46,9 @@ class Access:
         return Caller(principal, resolve_org(principal, headers.get(h.ORG_ID), self.default_org))
 
 
-def require_admin(caller: Caller) -> None:
+def require_admin(caller: Caller, action: str = "do this") -> None:
     """The one check for operator actions (breaker reset, db export, global registry writes):
     the `integrations:admin` / `cap:integrations.admin` entitlement, or an Identity super admin."""
     if not caller.principal.is_admin:
-        raise GatewayError("This action requires the integrations:admin entitlement", ErrorCategory.auth,
+        raise GatewayError(f"The integrations:admin entitlement is required to {action}", ErrorCategory.auth,
                            status=403, reason=Reason.ADMIN_REQUIRED)

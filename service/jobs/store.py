@@ -125,7 +125,13 @@ class JobStore:
                                 description="status of integrations jobs (docs/JOBS.md)")
         try:
             return await self._js.create_key_value(config)
-        except BadRequestError:         # exists with another TTL: bind to it
+        except BadRequestError:         # exists with another TTL: apply ours (a KV bucket is a stream)
+            stream = f"KV_{subjects.JOBS_BUCKET}"
+            current = (await self._js.stream_info(stream)).config
+            if current.max_age != self._settings.results_ttl_s:
+                log.info("job status bucket: TTL %ss → %ss", current.max_age, self._settings.results_ttl_s)
+                current.max_age = self._settings.results_ttl_s
+                await self._js.update_stream(current)
             return await self._js.key_value(subjects.JOBS_BUCKET)
 
     # --- status records -------------------------------------------------------------------

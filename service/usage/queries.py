@@ -179,7 +179,7 @@ class UsageQueries:
 
     async def db_export(self, command: Command) -> Reply:
         caller = await self._access.caller(command.headers)
-        require_admin(caller)
+        require_admin(caller, "export the usage database")
         DbExportRequest.model_validate_json(command.body or b"{}")
         store = await self._store()
         try:
