@@ -15,6 +15,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 
 from api.bus import BusClient, BusError, BusReply
 from api.docs import llms_txt, openapi_document
+from api.mcp import McpEndpoint
 from api.middleware import ResponseHeaders
 from api.responses import JSON, envelope_response, error_body, error_response, request_id_of
 from api.settings import ApiSettings
@@ -22,6 +23,8 @@ from api.sse import SseResponse
 from contracts import headers as h
 from contracts import subjects
 from contracts.envelope import ErrorCategory, Reason
+from contracts.http import ALIAS_PREFIX
+from contracts.mcp import ENDPOINT_PATH
 from contracts.openai import V1_PREFIX
 from contracts.routes import ROUTES, Route
 from contracts.streaming import wants_stream
@@ -45,6 +48,10 @@ _BUS_ERRORS = {
     "stream_broken": (502, ErrorCategory.internal, Reason.STREAM_INTERRUPTED,
                       "The stream from the worker lost messages; the answer is incomplete"),
 }
+
+
+# Browser MCP clients send these (Streamable HTTP); the server answers with mcp-session-id.
+MCP_REQUEST_HEADERS = ("Mcp-Session-Id", "Mcp-Protocol-Version", "Mcp-Method", "Mcp-Name", "Last-Event-ID")
 
 
 class BodyTooLarge(Exception):
@@ -99,13 +106,15 @@ def with_deadline(headers: dict[str, str], budget_s: float, limit_s: float) -> d
 def create_app(settings: ApiSettings | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     bus = BusClient(settings)
+    mcp = McpEndpoint(bus, settings, bus_headers, _BUS_ERRORS)   # docs/MCP.md
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         bus.start()
         if not await bus.wait_connected(settings.bus_connect_wait_s):
             log.warning("bus not reachable at start-up (%s); serving 503 until it is", mask(settings.nats_url))
-        yield
+        async with mcp.lifespan():
+            yield
         await bus.close()
 
     app = FastAPI(title="Symbia Integrations", lifespan=lifespan, openapi_url=None, docs_url=None,
@@ -225,6 +234,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         return JSONResponse({"status": "ok" if ok else "unhealthy", "timestamp": now(), "checks": checks},
                             status_code=200 if ok else 503)
 
+    # The MCP endpoint at its exact path (no trailing-slash redirect), both prefixes.
+    for path in (ENDPOINT_PATH, ALIAS_PREFIX + ENDPOINT_PATH.removeprefix("/api")):
+        app.add_route(path, mcp, methods=["GET", "POST", "DELETE"])
+
     for path, handler in (("/health", live), ("/health/live", live), ("/health/ready", ready)):
         app.add_route(path, handler, methods=["GET"])
 
@@ -270,9 +283,10 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         allow_credentials=bool(settings.cors_origin_list),
         allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"],
         allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Org-Id", "X-Request-Id", "X-Service-Id",
-                       "X-Env", "X-Environment", "X-Data-Class", "X-Policy-Ref", "traceparent", "X-Timeout-Ms"],
+                       "X-Env", "X-Environment", "X-Data-Class", "X-Policy-Ref", "traceparent", "X-Timeout-Ms",
+                       *MCP_REQUEST_HEADERS],
         expose_headers=["x-trace-id", "x-request-id", "retry-after", "x-ratelimit-limit", "x-ratelimit-remaining",
-                        "x-ratelimit-reset"],
+                        "x-ratelimit-reset", "mcp-session-id"],
         max_age=86400,
     )
     app.add_middleware(ResponseHeaders)

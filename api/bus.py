@@ -18,6 +18,7 @@ import ssl
 import time
 import uuid
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import nats
@@ -77,6 +78,7 @@ class BusClient:
         self._store: ObjectStore | None = None
         self._connecting: asyncio.Task | None = None
         self._last_error_log = 0.0
+        self._subscriptions: list[tuple[str, Callable[[Msg], Awaitable[None]]]] = []
 
     @property
     def connected(self) -> bool:
@@ -104,6 +106,8 @@ class BusClient:
         nc = await nats.connect(servers, **options)
         self._prefix = nc.new_inbox()
         await nc.subscribe(f"{self._prefix}.*", cb=self._on_message)
+        for subject, cb in self._subscriptions:
+            await nc.subscribe(subject, cb=cb)
         self._nc = nc
         log.info("connected to the bus")
 
@@ -264,6 +268,21 @@ class BusClient:
         result = await store.get(name)
         await store.delete(name)
         return result.data or b""
+
+    # --- events (fire-and-forget), for the MCP endpoint (api/mcp) --------------------------------
+
+    async def subscribe(self, subject: str, cb: Callable[[Msg], Awaitable[None]]) -> None:
+        """Plain subscription, kept across reconnects; made at connect time when not connected yet."""
+        self._subscriptions.append((subject, cb))
+        if self._nc is not None and not self._nc.is_closed:
+            await self._nc.subscribe(subject, cb=cb)
+
+    async def publish(self, subject: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        """Best effort: dropped while the bus is unreachable."""
+        nc = self._nc
+        if nc is not None and nc.is_connected:
+            with contextlib.suppress(Exception):
+                await nc.publish(subject, body, headers=headers)
 
 
 def _start_by(headers: dict[str, str], silence_s: float) -> str:

@@ -8,6 +8,7 @@ from pydantic.json_schema import models_json_schema
 
 from contracts.envelope import ErrorEnvelope
 from contracts.health import HealthStatus
+from contracts.mcp import ENDPOINT_PATH, PROTOCOL_VERSIONS
 from contracts.openai import OpenAIError
 from contracts.routes import ROUTES, Route
 from contracts.streaming import StreamDelta
@@ -37,6 +38,34 @@ LOCAL_ROUTES: dict[str, tuple[str, type[BaseModel] | None]] = {
 }
 
 
+MCP_SUMMARY = (f"MCP server (Streamable HTTP, JSON-RPC 2.0; protocol revisions {', '.join(PROTOCOL_VERSIONS)}): "
+               "the caller's integrations as tools")
+
+
+def _mcp_endpoint() -> dict[str, Any]:
+    """The MCP endpoint is served by the SDK in the adapter, not by a bus route (docs/MCP.md)."""
+    errors = {str(status): {"description": "Error envelope (before the MCP session starts)",
+                            "content": _json_content(ErrorEnvelope)} for status in (401, 403, 421, 503)}
+    security = [{"apiKey": []}, {"bearer": []}]
+    message = {"application/json": {"schema": {"type": "object", "required": ["jsonrpc"],
+                                               "description": "One JSON-RPC request or notification"}}}
+    return {
+        "post": {"summary": MCP_SUMMARY, "tags": ["mcp"], "operationId": "post_api_integrations_mcp",
+                 "description": "Send `Accept: application/json, text/event-stream`. Requests are answered with "
+                                "JSON or an SSE stream; notifications with 202 and no body. 2025 revisions: "
+                                "initialize, then `Mcp-Session-Id` and `MCP-Protocol-Version` on every request; "
+                                "2026-07-28: stateless, `server/discover`.", "security": security,
+                 "requestBody": {"required": True, "content": message},
+                 "responses": {"200": {"description": "JSON-RPC response (application/json or text/event-stream)"},
+                               "202": {"description": "Notification accepted"}, **errors}},
+        "get": {"summary": "MCP standalone SSE stream of a 2025 session (list_changed notifications)", "tags": ["mcp"],
+                "operationId": "get_api_integrations_mcp", "security": security,
+                "responses": {"200": {"description": "text/event-stream"}, **errors}},
+        "delete": {"summary": "End a 2025 MCP session", "tags": ["mcp"], "operationId": "delete_api_integrations_mcp",
+                   "security": security, "responses": {"200": {"description": "Session ended"}, **errors}},
+    }
+
+
 def _schemas(routes: tuple[Route, ...]) -> dict[str, Any]:
     models: list[tuple[type[BaseModel], str]] = [(ErrorEnvelope, "serialization"), (HealthStatus, "serialization"),
                                                  (OpenAIError, "serialization"), (StreamDelta, "serialization")]
@@ -63,7 +92,8 @@ def _operation(route: Route, path: str) -> dict[str, Any]:
         "description": f"{route.description}\n\nBus subject: `{route.subject}`.".strip(),
         "tags": [route.tag],
         "operationId": f"{route.method.lower()}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
-        "responses": {"200": {"description": "Success", "content": _json_content(route.response_model)}},
+        "responses": {str(route.success_status): {"description": "Success",
+                                                  "content": _json_content(route.response_model)}},
     }
     if route.stream is not None:
         op["responses"]["200"]["content"]["text/event-stream"] = {
@@ -90,6 +120,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for route in ROUTES:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, route.path)
+    paths[ENDPOINT_PATH] = _mcp_endpoint()
     for path, (summary, model) in LOCAL_ROUTES.items():
         content = _json_content(model) if model else {"application/json": {"schema": {"type": "object"}}}
         paths[path] = {"get": {"summary": summary, "tags": ["meta"], "operationId": "get_" + path.strip("/")
@@ -124,6 +155,7 @@ def llms_txt(full: bool) -> str:
                 lines.append(f"  Request body: {route.request_model.__name__} (see /openapi.json)")
             for param in route.query:
                 lines.append(f"  Query `{param.name}`: {param.description}")
+    lines.append(f"- POST|GET|DELETE {ENDPOINT_PATH} (auth): {MCP_SUMMARY}")
     lines += ["", "## Meta", ""]
     lines += [f"- GET {path}: {summary}" for path, (summary, _) in LOCAL_ROUTES.items()]
     if full:

@@ -29,6 +29,32 @@ class ApiSettings(BaseSettings):
     # Chunks in flight per stream before the worker waits for this adapter (docs/STREAMING.md).
     stream_window: int = Field(64, ge=1, le=4096, validation_alias="INTEGRATIONS_STREAM_WINDOW")
 
+    # --- MCP endpoint (docs/MCP.md) ---------------------------------------------------------
+    # Browser origins allowed to call /api/integrations/mcp (requests without Origin always are):
+    # comma-separated, `:*` matches any port. Empty: INTEGRATIONS_CORS_ORIGINS plus loopback origins.
+    mcp_allowed_origins: str = Field("", validation_alias="INTEGRATIONS_MCP_ALLOWED_ORIGINS")
+    # Host header values accepted by the MCP endpoint (DNS-rebinding protection), `:*` matches any
+    # port. Empty: not checked (behind a proxy that sets Host).
+    mcp_allowed_hosts: str = Field("", validation_alias="INTEGRATIONS_MCP_ALLOWED_HOSTS")
+    # true: no Mcp-Session-Id on the 2025 protocol (api replicas without sticky routing); clients
+    # then get no notifications/tools/list_changed (2026 clients still do, through subscriptions/listen).
+    mcp_stateless: bool = Field(False, validation_alias="INTEGRATIONS_MCP_STATELESS")
+    mcp_session_idle_s: float = Field(1800.0, gt=0, validation_alias="INTEGRATIONS_MCP_SESSION_IDLE_S")
+    mcp_max_sessions: int = Field(10_000, ge=1, validation_alias="INTEGRATIONS_MCP_MAX_SESSIONS")
+    # Interval of notifications/progress during a tools/call whose client sent a progress token.
+    mcp_progress_s: float = Field(5.0, gt=0, validation_alias="INTEGRATIONS_MCP_PROGRESS_S")
+
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def mcp_origin_list(self) -> list[str]:
+        configured = [o.strip() for o in self.mcp_allowed_origins.split(",") if o.strip()]
+        loopback = ["http://localhost:*", "http://127.0.0.1:*", "http://[::1]:*",
+                    "http://localhost", "http://127.0.0.1", "http://[::1]"]
+        return configured or [*self.cors_origin_list, *loopback]
+
+    @property
+    def mcp_host_list(self) -> list[str]:
+        return [h.strip() for h in self.mcp_allowed_hosts.split(",") if h.strip()]

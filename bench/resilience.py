@@ -1,4 +1,4 @@
-"""What the rate limits and circuit breakers cost per request (docs/BENCHMARKS-resilience.md).
+"""What the rate limits and circuit breakers cost per request (docs/BENCHMARKS.md, "Resilience").
 
 1. The checks alone, as the execute pipeline makes them for one chat completion: the caller's
    user and org buckets (requests and tokens), the provider's buckets, the circuit admission and

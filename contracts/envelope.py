@@ -95,10 +95,26 @@ class Reason:
     STDIO_NOT_ALLOWED = "stdio_not_allowed"
     SPEC_FETCH_FAILED = "spec_fetch_failed"
     SPEC_INVALID = "spec_invalid"
-    DISCOVERY_FAILED = "discovery_failed"
     INTEGRATION_CREDENTIAL_MISSING = "integration_credential_missing"
     INTEGRATION_MISCONFIGURED = "integration_misconfigured"
     UNSUPPORTED_INTEGRATION = "unsupported_integration"
+    # MCP server endpoint (docs/MCP.md)
+    TOOL_NOT_FOUND = "tool_not_found"
+    INVALID_CURSOR = "invalid_cursor"
+    INVALID_ARGUMENTS = "invalid_arguments"
+    CANCELLED = "cancelled"
+    ORIGIN_NOT_ALLOWED = "origin_not_allowed"
+    HOST_NOT_ALLOWED = "host_not_allowed"
+    # Jobs (docs/JOBS.md)
+    JOB_KIND_UNAVAILABLE = "job_kind_unavailable"
+    JOB_ID_CONFLICT = "job_id_conflict"
+    JOB_NOT_CANCELLABLE = "job_not_cancellable"
+    JOB_CANCELLED = "job_cancelled"
+    JOB_GRANT_INVALID = "job_grant_invalid"
+    JOB_ATTEMPTS_EXHAUSTED = "job_attempts_exhausted"
+    BATCH_TOO_LARGE = "batch_too_large"
+    # usage store (docs/USAGE.md)
+    STORE_UNAVAILABLE = "store_unavailable"
     # resilience (docs/RESILIENCE.md): an open circuit, the gateway's own rate limits by scope
     # and unit, the caller's deadline
     CIRCUIT_OPEN = "circuit_open"

@@ -2,8 +2,9 @@
 
 The request is the original service's execute body (reference §3.1) with its defects fixed:
 snake_case spellings are accepted beside camelCase, `dimensions` is accepted for embeddings,
-the `developer` role is allowed, and `credentialId` is carried to the credential resolver (local mode
-has one key per provider and ignores it; the Identity resolver looks the credential up by id).
+the `developer` role is allowed, and `credentialId` is honoured: the credential resolvers look it up
+by id and refuse an id that is not the caller's or its org's (local ids are `env:<provider>` and
+`file:<org>:<provider>`; Identity ids are Identity's).
 Unknown keys are still rejected so that typos surface as a 400 instead of being dropped.
 """
 

@@ -65,6 +65,20 @@ ACK_TO = "x-ack-to"
 # Requester → worker: how many unacknowledged chunks it accepts in flight (the worker caps it).
 STREAM_WINDOW = "x-stream-window"
 
+# Jobs (docs/JOBS.md). A job message carries its idempotency key in NATS_MSG_ID (JetStream
+# de-duplication), a grant naming the principal and org it runs as, and a signature of this job
+# made with the grant's job key (never a caller credential). Result messages carry x-status,
+# x-request-id (the job id), and the job's kind and final status.
+NATS_MSG_ID = "Nats-Msg-Id"
+JOB_GRANT = "x-job-grant"
+JOB_SIGNATURE = "x-job-signature"
+REPLY_TO = "x-reply-to"
+JOB_KIND = "x-job-kind"
+JOB_STATUS = "x-job-status"
+# A result too large for one message: the body is empty and the result is this object of
+# subjects.RESULTS_OBJECT_BUCKET (kept as long as the result).
+RESULT_REF = "x-result-ref"
+
 # Deadlines (docs/RESILIENCE.md). Over HTTP a caller gives its budget as `X-Timeout-Ms`
 # (milliseconds from when the gateway received the request); the HTTP adapter turns it into
 # DEADLINE, the epoch milliseconds by which the caller must have its answer, and waits no longer

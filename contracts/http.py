@@ -40,6 +40,7 @@ class Route:
     error_format: Literal["envelope", "openai"] = "envelope"
     # Also served under ALIAS_PREFIX (the original's /api/api/... paths); not for /v1 routes.
     aliased: bool = True
+    success_status: int = 200
 
     @property
     def alias_path(self) -> str:

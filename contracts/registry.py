@@ -9,7 +9,7 @@ with the value "[REDACTED]", and sending "[REDACTED]" back in an update keeps th
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts import subjects
 from contracts.http import API_PREFIX, QueryParam, Route
@@ -128,7 +128,24 @@ class RegisterRequest(BaseModel):
 
 
 class McpRegisterRequest(McpConfig):
-    """`POST /mcp/register`: the original's flat body `{key, transport, command?, args?, serverUrl?, env?}`."""
+    """`POST /mcp/register`: the original's flat body `{key, transport, command?, args?, serverUrl?, env?}`,
+    or the nested body its OpenAPI document described, `{key, name, mcp: {transport, serverUrl, ...}}`
+    (the configuration moves up; in the nested form `transport` defaults to `http`, or `stdio` with
+    a `command`). A field given both flat and nested with different values is a 400."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _nested_form(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not isinstance(data.get("mcp"), dict):
+            return data
+        nested, flat = data["mcp"], {k: v for k, v in data.items() if k != "mcp"}
+        clashes = sorted(k for k in nested if k in flat and flat[k] != nested[k])
+        if clashes:
+            raise ValueError(f"{', '.join(clashes)} given both at the top level and in mcp with different values")
+        merged = {**flat, **nested}
+        if "transport" not in merged:
+            merged["transport"] = "stdio" if merged.get("command") and not merged.get("serverUrl") else "http"
+        return merged
 
     key: str = Field(pattern=KEY_PATTERN)
     transport: McpTransport
@@ -298,7 +315,7 @@ ROUTES = (
           description="Org-scoped unless scope is global (admin). Updating an existing key needs its current "
                       "`version`; built-in keys are read-only. Spec and server URLs pass the outbound guard."),
     Route("POST", f"{_P}/mcp/register", subjects.REGISTRY_MCP_REGISTER,
-          "Register an external MCP server (flat body, as the original)", "registry",
+          "Register an external MCP server (flat body as the original, or nested under mcp)", "registry",
           request_model=McpRegisterRequest, response_model=RegisterReply, error_statuses=_WRITE_ERRORS,
           description="stdio servers only when the command is in INTEGRATIONS_MCP_STDIO_ALLOW."),
     Route("GET", f"{_P}/registry", subjects.REGISTRY_LIST, "List the integrations visible to the caller's org",

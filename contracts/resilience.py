@@ -71,7 +71,8 @@ class BreakerEvent(BaseModel):
     previous: BreakerStateName
     failures: int
     at: str
-    reason: str = Field(description="threshold | failure_rate | probe_failed | probe_succeeded | reset")
+    reason: str = Field(description="threshold | failure_rate | cooldown_elapsed | probe_failed | "
+                                    "probe_succeeded | reset")
     retryAfterS: float | None = None
 
 

@@ -6,11 +6,11 @@ own `ROUTES`; this module only collects them. A route's request travels as follo
 (DESIGN.md §3):
 
 * POST without path parameters: the HTTP body, byte for byte.
-* GET (and POST with path parameters): a JSON object of the path and query parameters
-  (POST: plus the parsed body under the key ``body``).
+* GET and DELETE (and POST or PUT with path parameters): a JSON object of the path and query
+  parameters (POST, PUT: plus the parsed body under the key ``body``).
 """
 
-from contracts import discovery, execute, invoke, openai, registry, resilience
+from contracts import discovery, execute, invoke, jobs, mcp, openai, registry, resilience, usage
 from contracts.envelope import ErrorEnvelope
 from contracts.http import ALIAS_PREFIX, API_PREFIX, QueryParam, Route
 
@@ -19,7 +19,10 @@ ROUTES: tuple[Route, ...] = (
     *discovery.ROUTES,
     *registry.ROUTES,
     *invoke.ROUTES,
+    *mcp.ROUTES,
     *openai.ROUTES,
+    *jobs.ROUTES,
+    *usage.ROUTES,
     *resilience.ROUTES,
 )
 

@@ -54,6 +54,52 @@ REGISTRY_GLOBAL_ORG = "_global"
 REGISTRY_BUCKET = "integrations-registry"
 REGISTRY_DOCS_BUCKET = "integrations-registry-docs"
 
+# MCP server endpoint (docs/MCP.md): the api process speaks the protocol; every tool list, tool
+# call and info read is one request to the workers. MCP_CANCEL is fan-out (no queue group, no
+# reply): every worker receives it and the one running the call cancels it.
+MCP_AUTHENTICATE = f"{PREFIX}.mcp.authenticate"
+MCP_TOOLS_LIST = f"{PREFIX}.mcp.tools.list"
+MCP_TOOLS_CALL = f"{PREFIX}.mcp.tools.call"
+MCP_INFO = f"{PREFIX}.mcp.info"
+MCP_CANCEL = f"{PREFIX}.mcp.cancel"
+
+
+# Jobs (contracts/jobs.py, docs/JOBS.md): commands queued durably and run without a waiting caller.
+# Publishing (not requesting) to a kind's subject queues a job in the work-queue stream JOBS_STREAM.
+JOBS_PREFIX = f"{PREFIX}.jobs"
+JOB_KINDS = ("execute", "invoke", "register")
+JOB_SUBJECTS = tuple(f"{JOBS_PREFIX}.{kind}" for kind in JOB_KINDS)
+# Request-reply (queue group QUEUE_GROUP; not captured by the stream).
+JOBS_SUBMIT = f"{JOBS_PREFIX}.submit"
+JOBS_GET = f"{JOBS_PREFIX}.get"
+JOBS_CANCEL = f"{JOBS_PREFIX}.cancel"
+JOBS_GRANT = f"{JOBS_PREFIX}.grant"
+# Every job's outcome, kept in RESULTS_STREAM (the last one per job id).
+RESULTS_PREFIX = f"{PREFIX}.results"
+JOBS_STREAM = "INTEGRATIONS_JOBS"
+JOBS_CONSUMER = "integrations-jobs"
+RESULTS_STREAM = "INTEGRATIONS_RESULTS"
+JOBS_BUCKET = "integrations-jobs"                 # KV: job id → status record
+RESULTS_OBJECT_BUCKET = "integrations-job-results"  # results above max_payload
+
+
+def job_subject(kind: str) -> str:
+    return f"{JOBS_PREFIX}.{kind}"
+
+
+def result_subject(job_id: str) -> str:
+    return f"{RESULTS_PREFIX}.{job_id}"
+
+# Usage pipeline (docs/USAGE.md): query subjects behind the HTTP routes, and the usage events
+# published to the JetStream stream USAGE_STREAM on `USAGE_EVENTS.<orgId>`.
+USAGE_SUMMARY = f"{PREFIX}.usage.summary"
+USAGE_LOGS = f"{PREFIX}.usage.logs"
+USAGE_BY_USER = f"{PREFIX}.usage.by-user"
+DB_STATUS = f"{PREFIX}.db.status"
+DB_EXPORT = f"{PREFIX}.db.export"
+USAGE_EVENTS = f"{PREFIX}.events.usage"
+USAGE_STREAM = "INTEGRATIONS_USAGE"
+
 # Resilience (docs/RESILIENCE.md): circuit breakers, rate limits, org policies.
 BREAKER_STATUS = f"{PREFIX}.breaker.status"
 BREAKER_RESET = f"{PREFIX}.breaker.reset"

@@ -20,12 +20,15 @@ from contracts import headers as h
 from contracts import subjects
 from contracts.envelope import ErrorCategory, Reason, envelope_json, error_envelope
 from contracts.health import WorkerPing
-from handlers.bus import BusEndpoint, Heartbeats, as_message
+from handlers.bus import BusEndpoint, Heartbeats, as_message, run_observed
 from handlers.connection import connect_options
+from handlers.jobs import InteractiveFirst, JobConsumer
 from handlers.payloads import PayloadStore
 from handlers.streams import StreamEndpoint, StreamFlows
 from service import __version__
 from service.container import Services
+from service.jobs.runner import JobRunner
+from service.jobs.store import JobSettings, JobStore
 from service.openai_compat import openai_error_reply
 from service.settings import Settings
 
@@ -72,9 +75,12 @@ def build_app(settings: Settings) -> FastStream:
     def heartbeats() -> Heartbeats | None:
         return state.get("heartbeats")  # type: ignore[return-value]
 
+    # Request-reply calls (and streams) go first when jobs saturate the worker's CPU (docs/JOBS.md).
+    interactive = InteractiveFirst(settings.job_yield_lag_ms / 1000)
+
     def endpoint(subject: str, handler, prefix: str, description: str, render=None) -> None:
         run = BusEndpoint(handler, prefix, payloads, heartbeats, services.observers, lambda: broker.connection,
-                          render)
+                          render, load=interactive)
         broker.subscriber(
             subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
             decoder=as_message, title=subject, description=description,
@@ -85,7 +91,8 @@ def build_app(settings: Settings) -> FastStream:
 
     def stream_endpoint(subject: str, opener, prefix: str, description: str, render=None) -> None:
         """A streaming subject (docs/STREAMING.md): replies are published by the endpoint itself."""
-        run = StreamEndpoint(opener, prefix, payloads, heartbeats, flows, services.observers, render)
+        run = StreamEndpoint(opener, prefix, payloads, heartbeats, flows, services.observers, render,
+                             load=interactive)
         broker.subscriber(
             subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
             decoder=as_message, no_reply=True, title=subject, description=description,
@@ -123,6 +130,21 @@ def build_app(settings: Settings) -> FastStream:
         endpoint(subject, handler, registry.request_id_prefix, description)
     endpoint(subjects.INVOKE, services.invoke, services.invoke.request_id_prefix,
              "Invoke an operation of a registered integration (InvokeRequest).")
+    # The MCP server endpoint's tools (docs/MCP.md); cancel is fan-out: every worker hears it.
+    mcp = services.mcp_endpoint
+    for subject, handler, description in (
+        (subjects.MCP_AUTHENTICATE, mcp.authenticate, "Authenticate an MCP endpoint request ({})."),
+        (subjects.MCP_TOOLS_LIST, mcp.tools_list, "One page of the caller's MCP tools ({cursor?})."),
+        (subjects.MCP_TOOLS_CALL, mcp.tools_call, "Call one MCP tool ({name, arguments})."),
+        (subjects.MCP_INFO, mcp.info, "MCP server info and the caller's tool count ({})."),
+    ):
+        endpoint(subject, handler, mcp.request_id_prefix, description)
+
+    @broker.subscriber(subjects.MCP_CANCEL, decoder=as_message, title=subjects.MCP_CANCEL,
+                       description="Cancel a running MCP tools.call ({requestId}); fan-out, no reply.")
+    async def mcp_cancel(message: NatsMessage) -> None:
+        await mcp.cancel(message.headers or {}, message.body)
+
     # Circuit breakers and org policies (docs/RESILIENCE.md).
     resilience = services.resilience_service
     for subject, handler, description in (
@@ -150,6 +172,25 @@ def build_app(settings: Settings) -> FastStream:
              "OpenAI-compatible embeddings.", render=openai_error_reply)
     endpoint(subjects.OPENAI_MODELS, openai.models, openai.request_id_prefix,
              "OpenAI-compatible model list (provider/model ids).", render=openai_error_reply)
+    # Usage and the usage store (docs/USAGE.md).
+    queries = services.usage_queries
+    for subject, handler, description in (
+        (subjects.USAGE_SUMMARY, queries.summary, "Usage summary of the caller's org; request = UsageQuery JSON."),
+        (subjects.USAGE_LOGS, queries.logs, "Usage rows of the caller's org; request = UsageLogsQuery JSON."),
+        (subjects.USAGE_BY_USER, queries.by_user, "Usage per user of the caller's org; request = UsageQuery JSON."),
+        (subjects.DB_STATUS, queries.db_status, "Usage store status; request = {}."),
+        (subjects.DB_EXPORT, queries.db_export, "Admin: snapshot of the SQLite usage store; request = {}."),
+    ):
+        endpoint(subject, handler, queries.request_id_prefix, description)
+
+    jobs = services.jobs
+    for subject, handler, description in (
+        (subjects.JOBS_SUBMIT, jobs.submit, "Queue a batch of jobs; request = JobBatch, reply 202 = JobsAccepted."),
+        (subjects.JOBS_GET, jobs.get, "A job's status and result; {id} (the caller's organization only)."),
+        (subjects.JOBS_CANCEL, jobs.cancel, "Cancel a queued job; {id}."),
+        (subjects.JOBS_GRANT, jobs.grant, "A grant and job key to publish jobs straight to integrations.v1.jobs.*."),
+    ):
+        endpoint(subject, handler, jobs.request_id_prefix, description)
 
     ping_reply = WorkerPing(worker=WORKER_ID, version=__version__).model_dump_json().encode()
 
@@ -173,11 +214,38 @@ def build_app(settings: Settings) -> FastStream:
         stream_flows = StreamFlows(nc, settings.stream_ack_timeout_s, settings.stream_window)
         await stream_flows.start()
         state["flows"] = stream_flows
+        # Job streams, bucket and signer last: the jobs.* subscribers answer from them as soon as
+        # they start. The job slots start in started(), once the subscribers run too.
+        store = JobStore(nc, JobSettings(max_age_s=settings.job_max_age_s, results_ttl_s=settings.job_results_ttl_s,
+                                         duplicate_window_s=settings.job_duplicate_window_s,
+                                         ack_wait_s=settings.job_ack_wait_s))
+        await store.open()
+        assert services.job_signer is not None       # services.load() ran before
+        services.jobs.open(store, services.job_signer)
+        state["job_store"] = store
 
     async def started() -> None:
+        await start_job_slots()
         url = broker.connection.connected_url
-        log.info("worker %s ready on nats://%s:%s (concurrency %d)", WORKER_ID, url.hostname if url else "?",
-                 url.port if url else "?", settings.worker_concurrency)
+        log.info("worker %s ready on nats://%s:%s (concurrency %d, jobs %d)", WORKER_ID,
+                 url.hostname if url else "?", url.port if url else "?", settings.worker_concurrency,
+                 settings.job_concurrency)
+
+    async def start_job_slots() -> None:
+        """This worker's job slots: jobs run the very pipeline of request-reply calls (run_observed)
+        on state prepare() built (registry, payloads, job store), so they start after it."""
+        if settings.job_concurrency == 0:
+            return
+        store: JobStore = state["job_store"]  # type: ignore[assignment]
+        assert services.job_signer is not None
+        runner = JobRunner(store=store, signer=services.job_signer, handlers=services.job_handlers,
+                           execute=lambda handler, command: run_observed(handler, command, services.observers),
+                           max_attempts=settings.job_max_attempts, worker_id=WORKER_ID)
+        consumer = JobConsumer(store.js, runner, concurrency=settings.job_concurrency,
+                               ack_wait_s=settings.job_ack_wait_s, priority=interactive)
+        interactive.start()
+        await consumer.start()
+        state["jobs"] = consumer
 
     async def stopping() -> None:
         # FastStream's stop() keeps a subscription open while it waits for in-flight handlers and
@@ -192,6 +260,10 @@ def build_app(settings: Settings) -> FastStream:
             with contextlib.suppress(Exception):
                 await subscription.drain()
             subscriber.subscription = None
+        consumer = state.get("jobs")
+        if isinstance(consumer, JobConsumer):   # running jobs finish (or are handed back) while requests drain
+            await consumer.stop(settings.drain_timeout_s)
+            await interactive.stop()
 
     async def stopped() -> None:
         beats = heartbeats()

@@ -10,41 +10,49 @@ from typing import Any
 from pydantic.json_schema import models_json_schema
 
 from contracts.envelope import ErrorEnvelope
+from contracts.mcp import BUS_ONLY
 from contracts.routes import ROUTES
 from contracts.streaming import StreamDelta
+from contracts.usage import UsageEvent, usage_subject
 from handlers.app import build_app
 from service.settings import Settings
 
 
 def document() -> dict[str, Any]:
     doc = json.loads(build_app(Settings(_env_file=None)).schema.to_specification().to_json())
-    models = [(ErrorEnvelope, "serialization"), (StreamDelta, "serialization")]
-    for route in ROUTES:
-        models += [(m, mode) for m, mode in ((route.request_model, "validation"),
-                                             (route.response_model, "serialization")) if m]
+    # (subject, request model, reply model): the HTTP routes, then subjects without a route.
+    entries = [(route.subject, route.request_model, route.response_model) for route in ROUTES]
+    entries += [(subject, request, reply) for subject, request, reply, _ in BUS_ONLY]
+    models = [(ErrorEnvelope, "serialization"), (StreamDelta, "serialization"), (UsageEvent, "serialization")]
+    for _, request_model, response_model in entries:
+        models += [(m, mode) for m, mode in ((request_model, "validation"), (response_model, "serialization")) if m]
     _, schemas = models_json_schema(models, ref_template="#/components/schemas/{model}")
     doc["components"]["schemas"].update(schemas.get("$defs", {}))
-    for route in ROUTES:
-        message = doc["components"]["messages"].get(f"{route.subject}:SubscribeMessage")
+    for subject, request_model, response_model in entries:
+        message = doc["components"]["messages"].get(f"{subject}:SubscribeMessage")
         if message is None:
             continue
-        if route.request_model:
-            message["payload"] = {"$ref": f"#/components/schemas/{route.request_model.__name__}"}
-        reply_name = f"{route.subject}:Reply"
+        if request_model:
+            message["payload"] = {"$ref": f"#/components/schemas/{request_model.__name__}"}
+        if response_model is None and subject not in {route.subject for route in ROUTES}:
+            continue  # fan-out subjects: no reply
+        reply_name = f"{subject}:Reply"
         doc["components"]["messages"][reply_name] = {
             "title": reply_name,
             "headers": {"type": "object", "properties": {"x-status": {"type": "string",
                                                                       "description": "HTTP status of the body"}}},
-            "payload": {"oneOf": [{"$ref": f"#/components/schemas/{route.response_model.__name__}"},
-                                  {"$ref": "#/components/schemas/ErrorEnvelope"}]} if route.response_model else {},
+            "payload": {"oneOf": [{"$ref": f"#/components/schemas/{response_model.__name__}"},
+                                  {"$ref": "#/components/schemas/ErrorEnvelope"}]} if response_model else {},
         }
-        doc["operations"][route.subject]["reply"] = {
+        doc["operations"][subject]["reply"] = {
             "messages": [{"$ref": f"#/components/messages/{reply_name}"}],
             "address": {"location": "$message.header#/reply_to",
                         "description": "the requester's inbox (NATS request-reply)"},
         }
+    for route in ROUTES:
         if route.stream is not None:
             _stream_operation(doc, route)
+    _add_usage_events(doc)
     return doc
 
 
@@ -82,5 +90,34 @@ def _stream_operation(doc: dict[str, Any], route) -> None:
     }
 
 
+def _add_usage_events(doc: dict[str, Any]) -> None:
+    """The usage events the workers publish (a JetStream stream, not a subscriber)."""
+    name = "integrations.v1.events.usage"
+    doc["components"]["messages"]["UsageEvent"] = {
+        "title": "UsageEvent",
+        "headers": {"type": "object", "properties": {"Nats-Msg-Id": {
+            "type": "string", "description": "the event id (JetStream de-duplication)"}}},
+        "payload": {"$ref": "#/components/schemas/UsageEvent"},
+    }
+    doc["channels"][name] = {
+        "address": usage_subject("{orgId}"),
+        "description": "One event per execute, invoke or MCP call that got past authentication; stored in the "
+                       "JetStream stream INTEGRATIONS_USAGE (docs/USAGE.md).",
+        "parameters": {"orgId": {"description": "the organization the call was made in"}},
+        "messages": {"UsageEvent": {"$ref": "#/components/messages/UsageEvent"}},
+    }
+    doc["operations"][name] = {
+        "action": "send",
+        "channel": {"$ref": f"#/channels/{name}"},
+        "messages": [{"$ref": f"#/channels/{name}/messages/UsageEvent"}],
+    }
+
+
+def text() -> str:
+    """The file's content: keys sorted, so docs/asyncapi.json only changes when the bus does (the
+    channel order varies per run)."""
+    return json.dumps(document(), indent=2, sort_keys=True)
+
+
 if __name__ == "__main__":
-    print(json.dumps(document(), indent=2))
+    print(text())

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 from faststream.nats import NatsMessage
 from faststream.nats.response import NatsResponse
@@ -45,9 +46,17 @@ async def load_body(command: Command, message: NatsMessage, payloads: PayloadSto
 
 
 async def notify(observers: Sequence[CallObserver], command: Command, reply: Reply) -> None:
-    if command.record is not None:
-        for observe in observers:
+    """Hands an authenticated command and its reply to every observer (usage). An observer that
+    fails is logged and skipped: the call already happened, and its reply (or a job's result)
+    must not turn into a 500 nor a redelivery because bookkeeping failed."""
+    if command.record is None:
+        return
+    for observe in list(observers):
+        try:
             await observe(command, reply)
+        except Exception:
+            log.exception("call observer %s failed for request %s; the reply is sent unchanged",
+                          getattr(observe, "__qualname__", observe), command.request_id)
 
 
 def worker_stopping() -> GatewayError:
@@ -56,8 +65,18 @@ def worker_stopping() -> GatewayError:
                         ErrorCategory.internal, status=503, retryable=True, reason=Reason.WORKER_STOPPING)
 
 
-def as_message(message: NatsMessage) -> NatsMessage:
-    """Decoder: hand the handler the message itself, undecoded."""
+async def run_observed(handler: Handler, command: Command, observers: Sequence[CallObserver]) -> Reply:
+    """The pipeline every command goes through, request-reply or job: the handler under
+    run_command (failures become the envelope), then the call observers (usage) for
+    authenticated calls."""
+    reply = await run_command(handler, command)
+    await notify(observers, command, reply)
+    return reply
+
+
+async def as_message(message: NatsMessage) -> NatsMessage:
+    """Decoder: hand the handler the message itself, undecoded. A coroutine on purpose:
+    FastStream runs a plain-function decoder in a thread pool (a thread hop per message)."""
     return message
 
 
@@ -97,13 +116,23 @@ class Heartbeats:
                         await self._nc.publish(reply_to, b"", headers=beat)
 
 
+class RequestLoad(Protocol):
+    """Told when a request-reply call begins and ends (handlers.jobs.InteractiveFirst)."""
+
+    def begin(self) -> None: ...
+
+    def end(self) -> None: ...
+
+
 class BusEndpoint:
     """Runs one service handler for bus messages."""
 
     def __init__(self, handler: Handler, request_id_prefix: str, payloads: Callable[[], PayloadStore],
                  heartbeats: Callable[[], Heartbeats | None], observers: Sequence[CallObserver] = (),
-                 nc: Callable[[], Client] | None = None, render: ReplyRenderer | None = None) -> None:
+                 nc: Callable[[], Client] | None = None, render: ReplyRenderer | None = None,
+                 load: "RequestLoad | None" = None) -> None:
         self._handler = handler
+        self._load = load
         self._nc = nc
         self._prefix = request_id_prefix
         self._payloads = payloads
@@ -118,9 +147,10 @@ class BusEndpoint:
         key = id(command)
         if heartbeats:
             heartbeats.add(key, message.reply_to)
+        if self._load is not None:
+            self._load.begin()
         try:
             reply = await self._reply(message, command)
-            await notify(self._observers, command, reply)
         except asyncio.CancelledError:
             # The worker is stopping and its drain timeout ran out: tell the requester now
             # (retryable) instead of letting it wait for silence to be noticed.
@@ -135,6 +165,8 @@ class BusEndpoint:
         finally:
             if heartbeats:
                 heartbeats.discard(key)
+            if self._load is not None:
+                self._load.end()
         if self._render is not None:
             reply = self._render(reply)
         return await self._encode(reply)
@@ -144,7 +176,7 @@ class BusEndpoint:
             await load_body(command, message, self._payloads())
             return await self._handler(command)
 
-        return await run_command(handle, command)
+        return await run_observed(handle, command, self._observers)
 
     async def _encode(self, reply: Reply) -> NatsResponse:
         headers = {**reply.headers, h.STATUS: str(reply.status)}

@@ -22,7 +22,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from contracts import headers as h
-from handlers.bus import CallObserver, Heartbeats, ReplyRenderer, load_body, notify, worker_stopping
+from handlers.bus import CallObserver, Heartbeats, ReplyRenderer, RequestLoad, load_body, notify, worker_stopping
 from handlers.payloads import PayloadStore
 from service.commands import Command, Reply, error_reply, failure_reply, new_request_id
 from service.stream import ChatStream
@@ -149,8 +149,10 @@ class StreamEndpoint:
 
     def __init__(self, opener: StreamOpener, request_id_prefix: str, payloads: Callable[[], PayloadStore],
                  heartbeats: Callable[[], Heartbeats | None], flows: Callable[[], StreamFlows],
-                 observers: Sequence[CallObserver] = (), render: ReplyRenderer | None = None) -> None:
+                 observers: Sequence[CallObserver] = (), render: ReplyRenderer | None = None,
+                 load: RequestLoad | None = None) -> None:
         self._open = opener
+        self._load = load
         self._prefix = request_id_prefix
         self._payloads = payloads
         self._heartbeats = heartbeats
@@ -168,6 +170,8 @@ class StreamEndpoint:
         key = id(command)
         if heartbeats:
             heartbeats.add(key, reply_to)
+        if self._load is not None:
+            self._load.begin()
         reply: Reply | None = None
         try:
             try:
@@ -186,6 +190,8 @@ class StreamEndpoint:
         finally:
             if heartbeats:
                 heartbeats.discard(key)
+            if self._load is not None:
+                self._load.end()
             if reply is not None:
                 await notify(self._observers, command, reply)
 

@@ -28,6 +28,7 @@ class CallRecord:
     streamed: bool = False                      # answered as a stream (SSE / stream subject)
     partial: bool = False                       # the stream stopped early (client gone, upstream failure)
     usage_estimated: bool = False               # tokens counted by the gateway, not reported by the upstream
+    attempts: int = 0                           # upstream attempts made: retries and fallbacks included
 
     @classmethod
     def start(cls, kind: str, caller: Caller) -> "CallRecord":

@@ -2,6 +2,9 @@
 
 import logging
 
+from contracts.execute import ExecuteRequest
+from contracts.invoke import InvokeRequest
+from contracts.registry import RegisterRequest
 from service.auth.keys import KeyStore
 from service.cache import TTLCache
 from service.catalog import ProviderConfigs
@@ -9,7 +12,12 @@ from service.discovery import DiscoveryService
 from service.execute import ExecuteService
 from service.invoke.credentials import IntegrationCredentials
 from service.invoke.service import InvokeService
+from service.jobs.grants import JobSigner, load_signing_key
+from service.jobs.kinds import JobHandler
+from service.jobs.service import JobsService
 from service.mcp.client import McpPool
+from service.mcp.endpoint import McpEndpointService
+from service.mcp.toolset import ToolCatalog
 from service.openai_compat import OpenAICompatService
 from service.outbound import OutboundGuard
 from service.providers.base import ProviderSpec
@@ -26,6 +34,8 @@ from service.resilience.service import ResilienceService
 from service.settings import Settings
 from service.tenancy import build_tenancy
 from service.transport import UpstreamTransport
+from service.usage.pipeline import UsagePipeline
+from service.usage.queries import UsageQueries
 
 log = logging.getLogger("symbia.integrations")
 
@@ -94,6 +104,28 @@ class Services:
 
         self.discovery.integration_count = self._integration_count
 
+        # --- the gateway's own MCP endpoint (docs/MCP.md): tools from the registry, calls through invoke
+        self.mcp_tools = ToolCatalog(self.registry, self.providers, self.credentials)
+        self.mcp_endpoint = McpEndpointService(access=self.access, tools=self.mcp_tools, invoke=self.invoke,
+                                               page_size=settings.mcp_page_size)
+
+        # Commands that can run as jobs (docs/JOBS.md): kind → its request-reply twin, the very
+        # handler its request-reply subject runs (the job's caller comes from its grant).
+        self.job_handlers: dict[str, JobHandler] = {
+            "execute": JobHandler(self.execute, self.execute.request_id_prefix, ExecuteRequest),
+            "invoke": JobHandler(self.invoke, self.invoke.request_id_prefix, InvokeRequest),
+            "register": JobHandler(self.registry_service.register, self.registry_service.request_id_prefix,
+                                   RegisterRequest),
+        }
+        self.jobs = JobsService(access=self.access, handlers=self.job_handlers,
+                                grant_ttl_s=settings.job_grant_ttl_s, batch_max=settings.job_batch_max)
+        self.job_signer: JobSigner | None = None       # loaded at load() (it may create the key file)
+
+        # --- usage events of every authenticated call, the usage store and its queries (docs/USAGE.md)
+        self.usage = UsagePipeline(settings)
+        self.observers.append(self.usage.observe)
+        self.usage_queries = UsageQueries(self.access, self.usage, settings.data_dir / "exports")
+
     async def _integration_count(self) -> int:
         return len(self.registry_store.entries())
 
@@ -103,17 +135,22 @@ class Services:
         return probe
 
     async def load(self) -> None:
-        """Start-up I/O before the worker connects: the first Catalog load."""
+        """Start-up I/O before the worker connects: the first Catalog load, the job signing key."""
         await self.provider_configs.start()
+        self.job_signer = JobSigner(load_signing_key(self.settings.job_signing_key,
+                                                     self.settings.job_signing_key_path))
 
     async def start(self, nc) -> None:
         """Once the worker is connected: state that lives in NATS (the registry; breaker states,
-        rate-limit buckets and org policies)."""
+        rate-limit buckets and org policies; the usage stream)."""
         await self.registry_store.start(nc)
         self.internal_services.start()
         await self.resilience.start(nc)
+        await self.usage.start()
+        self.usage.publish_on(nc)  # events travel on the request connection, ahead of their replies
 
     async def close(self) -> None:
+        await self.usage.close()  # after the subscribers stopped: flush events, finish the batch in hand
         await self.resilience.close()
         await self.provider_configs.stop()
         await self.internal_services.close()

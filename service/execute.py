@@ -327,6 +327,7 @@ class ExecuteService:
                             failure = exc
                             break
                         attempts += 1
+                        record.attempts = attempts
                         try:
                             result = await send(call, limit_s)
                         except GatewayError as exc:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dotenv import dotenv_values
-from pydantic import AliasChoices, Field, PrivateAttr, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -133,6 +133,10 @@ class Settings(BaseSettings):
     integration_credentials: dict[str, str] = Field(
         default_factory=dict, validation_alias="INTEGRATIONS_CREDENTIALS", repr=False)
 
+    # --- MCP server endpoint (docs/MCP.md) -------------------------------------------------
+    # Tools per tools/list page (clients follow nextCursor).
+    mcp_page_size: int = Field(100, ge=1, le=1000, validation_alias="INTEGRATIONS_MCP_PAGE_SIZE")
+
     # --- streaming and the OpenAI-compatible routes (docs/STREAMING.md) -----------------------
     # Chunks a requester may have unacknowledged; a requester asks for less with x-stream-window.
     stream_window: int = Field(64, ge=1, le=4096, validation_alias="INTEGRATIONS_STREAM_WINDOW")
@@ -141,6 +145,41 @@ class Settings(BaseSettings):
     stream_ack_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_STREAM_ACK_TIMEOUT_S")
     # Provider of bare model names on /v1 routes (`gpt-4o-mini` = `openai/gpt-4o-mini`).
     openai_default_provider: str = Field("openai", validation_alias="INTEGRATIONS_OPENAI_DEFAULT_PROVIDER")
+
+    # --- jobs (docs/JOBS.md) ---------------------------------------------------------------
+    # Jobs this worker runs at once, apart from INTEGRATIONS_WORKER_CONCURRENCY (0: takes no jobs).
+    job_concurrency: int = Field(16, ge=0, le=10_000, validation_alias="INTEGRATIONS_JOB_CONCURRENCY")
+    # HMAC key shared by all workers; unset: generated once in the data dir (job-signing.key).
+    job_signing_key: str | None = Field(None, min_length=32, validation_alias="INTEGRATIONS_JOB_SIGNING_KEY",
+                                        repr=False)
+    job_grant_ttl_s: float = Field(3600.0, gt=0, validation_alias="INTEGRATIONS_JOB_GRANT_TTL_S")
+    job_max_age_s: float = Field(86_400.0, gt=0, validation_alias="INTEGRATIONS_JOB_MAX_AGE_S")
+    job_results_ttl_s: float = Field(7 * 86_400.0, gt=0, validation_alias="INTEGRATIONS_JOB_RESULTS_TTL_S")
+    job_ack_wait_s: float = Field(30.0, ge=1, validation_alias="INTEGRATIONS_JOB_ACK_WAIT_S")
+    job_max_attempts: int = Field(3, ge=1, le=100, validation_alias="INTEGRATIONS_JOB_MAX_ATTEMPTS")
+    job_duplicate_window_s: float = Field(900.0, gt=0, validation_alias="INTEGRATIONS_JOB_DUPLICATE_WINDOW_S")
+    job_batch_max: int = Field(1000, ge=1, validation_alias="INTEGRATIONS_JOB_BATCH_MAX")
+    # While request-reply calls are in flight and the worker's event loop runs this late (CPU
+    # saturated), job slots start no new job (0: never hold jobs back).
+    job_yield_lag_ms: float = Field(2.0, ge=0, validation_alias="INTEGRATIONS_JOB_YIELD_LAG_MS")
+
+    # --- usage pipeline (docs/USAGE.md) ----------------------------------------------------
+    # PostgreSQL store when set (postgresql://user:pass@host:5432/db), else SQLite in the data dir.
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL", repr=False)
+    database_schema: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+                                        validation_alias="INTEGRATIONS_DATABASE_SCHEMA")
+    usage_db_file: Path | None = Field(None, validation_alias="INTEGRATIONS_USAGE_DB")
+    usage_events: bool = Field(True, validation_alias="INTEGRATIONS_USAGE_EVENTS")
+    usage_stream: str = Field("INTEGRATIONS_USAGE", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                              validation_alias="INTEGRATIONS_USAGE_STREAM")
+    usage_stream_max_age_s: float = Field(7 * 86400.0, gt=0, validation_alias="INTEGRATIONS_USAGE_STREAM_MAX_AGE_S")
+    usage_stream_max_bytes: int = Field(1024 ** 3, gt=0, validation_alias="INTEGRATIONS_USAGE_STREAM_MAX_BYTES")
+    usage_stream_replicas: int = Field(1, ge=1, le=5, validation_alias="INTEGRATIONS_USAGE_STREAM_REPLICAS")
+    usage_duplicate_window_s: float = Field(120.0, gt=0, validation_alias="INTEGRATIONS_USAGE_DUPLICATE_WINDOW_S")
+    usage_consumer: str = Field("usage-store", pattern=r"^[A-Za-z0-9_-]{1,64}$",
+                                validation_alias="INTEGRATIONS_USAGE_CONSUMER")
+    usage_batch_size: int = Field(1000, ge=1, le=10_000, validation_alias="INTEGRATIONS_USAGE_BATCH_SIZE")
+    usage_buffer_max: int = Field(10_000, ge=1, validation_alias="INTEGRATIONS_USAGE_BUFFER_MAX")
 
     # --- resilience: breakers, rate limits, retries, deadlines (docs/RESILIENCE.md) ------------
     breaker_enabled: bool = Field(True, validation_alias="INTEGRATIONS_BREAKER_ENABLED")
@@ -185,6 +224,14 @@ class Settings(BaseSettings):
     @classmethod
     def _strip_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _job_records_outlive_grants(self) -> "Settings":
+        # A replayed job message is recognized by its status record until the record expires;
+        # its grant must expire first (docs/JOBS.md, "What a publisher can and cannot do").
+        if self.job_results_ttl_s < self.job_grant_ttl_s:
+            raise ValueError("INTEGRATIONS_JOB_RESULTS_TTL_S must be at least INTEGRATIONS_JOB_GRANT_TTL_S")
+        return self
 
     @field_validator("rate_limit_provider_rpm", "rate_limit_provider_tpm")
     @classmethod
@@ -234,6 +281,14 @@ class Settings(BaseSettings):
     @property
     def mcp_stdio_allow_list(self) -> tuple[str, ...]:
         return tuple(c.strip() for c in self.mcp_stdio_allow.split(",") if c.strip())
+
+    @property
+    def job_signing_key_path(self) -> Path:
+        return self.data_dir / "job-signing.key"
+
+    @property
+    def usage_db_path(self) -> Path:
+        return self.usage_db_file or self.data_dir / "usage.db"
 
     def timeout_for(self, operation: str) -> float:
         return self.operation_timeouts_s.get(operation, self.upstream_timeout_s)

@@ -47,7 +47,8 @@ REGISTRY_CREDENTIALS = {
 
 # Settings must come from the fixtures, not from the developer's shell or a .env file.
 for name in list(os.environ):
-    if name.startswith(("INTEGRATIONS_", "OPENAI_", "HUGGINGFACE_", "NATS_")) or name in ("HF_TOKEN", "PORT", "HOST"):
+    if name.startswith(("INTEGRATIONS_", "OPENAI_", "HUGGINGFACE_", "NATS_")) or name in (
+            "HF_TOKEN", "PORT", "HOST", "DATABASE_URL"):
         del os.environ[name]
     elif name in ("IDENTITY_SERVICE_URL", "CATALOG_SERVICE_URL"):   # would switch the workers to Identity mode
         del os.environ[name]
@@ -175,6 +176,7 @@ def settings(nats_url: str, llmock: LLMock, hf_fake: FakeHuggingFace, data_dir: 
         mcp_stdio_allow=shlex.join([sys.executable, "-m", "tests.fakes.mcp_server", "stdio"]),
         invoke_timeout_s=5,
         mcp_timeout_s=5,
+        mcp_page_size=25,               # tests/registry/mcp_endpoint: tools/list spans pages
         # Resilience is tested with workers of its own (tests/resilience): the shared worker must
         # not trip circuits, throttle or retry while other tests inject upstream failures.
         breaker_enabled=False,

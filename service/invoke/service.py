@@ -106,7 +106,7 @@ class InvokeService:
         record = command.record = CallRecord.start("invoke", caller)
         request = InvokeRequest.model_validate_json(command.body)
         record.operation = request.operation
-        deadline = self._resilience.deadline(command.headers, command.started, request.timeout)
+        deadline = self.deadline(command, request.timeout)
         try:
             if deadline is not None:
                 deadline.check()
@@ -121,6 +121,11 @@ class InvokeService:
         return command.json_reply(200, {**result.fields(), "requestId": command.request_id,
                                         "durationMs": command.elapsed_ms(), "operation": request.operation,
                                         "integration": entry.key}, result.headers)
+
+    def deadline(self, command: Command, body_timeout_ms: int | None = None) -> Deadline | None:
+        """The caller's deadline (x-deadline / x-timeout-ms / a body `timeout`), if it gave one;
+        for `/invoke` and the MCP endpoint's tool calls alike."""
+        return self._resilience.deadline(command.headers, command.started, body_timeout_ms)
 
     async def resolve(self, caller: Caller, operation: str) -> tuple[Entry, dict[str, Any]]:
         key, path = split_operation(operation)
@@ -229,7 +234,7 @@ class InvokeService:
         def verdict(response: HttpResponse) -> tuple[bool, bool, Mapping[str, str]]:
             return response.status in UNHEALTHY_STATUSES, response.status in RETRYABLE_STATUSES, response.headers
 
-        response, attempts = await self._guarded(entry, timeout_s, deadline, retries, attempt, verdict)
+        response, attempts = await self._guarded(record, entry, timeout_s, deadline, retries, attempt, verdict)
         data, encoding = response_data(response)
         success = 200 <= response.status < 300
         error = None if success else f"{entry.key} answered HTTP {response.status} {response.reason}".strip()
@@ -237,13 +242,14 @@ class InvokeService:
                             content_type=response.content_type or None, encoding=encoding,
                             attempts=attempts if retries or attempts > 1 else None)
 
-    async def _guarded(self, entry: Entry, timeout_s: float, deadline: Deadline | None, retries: int,
-                       attempt: Callable[[float], Awaitable[Any]],
+    async def _guarded(self, record: CallRecord, entry: Entry, timeout_s: float, deadline: Deadline | None,
+                       retries: int, attempt: Callable[[float], Awaitable[Any]],
                        verdict: Callable[[Any], tuple[bool, bool, Mapping[str, str] | None]] | None = None
                        ) -> tuple[Any, int]:
         """One call of an integration through its circuit breaker, with up to `retries` retries
         (backoff, the upstream's Retry-After) inside the caller's deadline. `verdict(answer)`:
-        (the answer says the upstream is unhealthy, it is worth retrying, its headers)."""
+        (the answer says the upstream is unhealthy, it is worth retrying, its headers). The record
+        counts the attempts (usage)."""
         breakers = self._resilience.breakers
         circuit = breakers.integration_circuit(entry.org, entry.key)
         number = 0
@@ -254,6 +260,7 @@ class InvokeService:
             admission: Admission | None = await breakers.admit(circuit, provider=entry.key, hold_s=limit_s,
                                                                org=entry.org)
             number += 1
+            record.attempts = number
             try:
                 answer = await attempt(limit_s)
             except GatewayError as exc:
@@ -336,7 +343,7 @@ class InvokeService:
                                    reason=Reason.UPSTREAM_TIMEOUT) from None
 
         # MCP calls are not retried: a tool call may have effects.
-        result, _ = await self._guarded(entry, timeout_s, deadline, 0, attempt)
+        result, _ = await self._guarded(record, entry, timeout_s, deadline, 0, attempt)
         data = result.model_dump(by_alias=True, exclude_none=True, mode="json")
         for noise in _MCP_RESULT_NOISE:
             data.pop(noise, None)

@@ -1,16 +1,9 @@
-"""Who may do what in the registry. `require_admin` is the registry's one admin check, kept
-small so that the shared helper of the identity work can replace it."""
+"""Who may do what in the registry (admin checks use the shared `service.auth.access.require_admin`)."""
 
 from contracts.envelope import ErrorCategory, Reason
 from service.auth.access import Caller
 from service.errors import GatewayError
 from service.registry.model import Entry
-
-
-def require_admin(caller: Caller, action: str) -> None:
-    if not caller.principal.is_admin:
-        raise GatewayError(f"The integrations:admin entitlement is required to {action}", ErrorCategory.auth,
-                           status=403, reason=Reason.ADMIN_REQUIRED)
 
 
 def can_modify(caller: Caller, entry: Entry) -> bool:

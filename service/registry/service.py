@@ -25,7 +25,7 @@ from contracts.registry import (
     RegistryListRequest,
     SearchRequest,
 )
-from service.auth.access import Access, Caller
+from service.auth.access import Access, Caller, require_admin
 from service.commands import Command, Reply
 from service.errors import GatewayError
 from service.invoke.auth import misconfigured, needs_credential, normalize_auth
@@ -34,7 +34,7 @@ from service.mcp.target import mcp_target
 from service.registry.discovery import Discovered, Discovery
 from service.registry.model import Entry, OperationSet, keep_redacted, now_iso, public_view
 from service.registry.namespace import build_namespace
-from service.registry.policy import can_modify, not_owner, read_only, require_admin
+from service.registry.policy import can_modify, not_owner, read_only
 from service.registry.registry import Registry
 from service.registry.store import VersionConflict
 

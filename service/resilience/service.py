@@ -73,14 +73,14 @@ class ResilienceService:
 
     async def breaker_reset_all(self, command: Command) -> Reply:
         caller = await self._access.caller(command.headers)
-        require_admin(caller)
+        require_admin(caller, "reset circuit breakers")
         parse_query(BreakerResetAllRequest, command.body)
         await self._resilience.breakers.reset_all()
         return self._reply(command, caller, "All circuit breakers reset")
 
     async def breaker_reset(self, command: Command) -> Reply:
         caller = await self._access.caller(command.headers)
-        require_admin(caller)
+        require_admin(caller, "reset a circuit breaker")
         name = parse_query(BreakerResetRequest, command.body).provider
         if valid_circuit(name):   # other names cannot exist: accepted, nothing to reset (as the original)
             await self._resilience.breakers.reset(name)
@@ -101,7 +101,7 @@ class ResilienceService:
 
     async def policy_put(self, command: Command) -> Reply:
         caller = await self._access.caller(command.headers)
-        require_admin(caller)
+        require_admin(caller, "change an org's resilience policy")
         request = OrgPolicyWrite.model_validate_json(command.body)
         org = resolve_org(caller.principal, request.org, None)
         for operation, chain in request.body.fallbacks.items():
@@ -115,7 +115,7 @@ class ResilienceService:
 
     async def policy_delete(self, command: Command) -> Reply:
         caller = await self._access.caller(command.headers)
-        require_admin(caller)
+        require_admin(caller, "remove an org's resilience policy")
         org = resolve_org(caller.principal, parse_query(OrgRef, command.body).org, None)
         await self._resilience.policies.delete(org)
         return self._policy_reply(command, org)

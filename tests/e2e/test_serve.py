@@ -157,12 +157,13 @@ def test_serve_end_to_end_and_clean_sigterm(serve, llmock):
 
 
 def test_no_orphans_when_the_supervisor_is_killed(serve):
-    gw = serve(INTEGRATIONS_API_KEYS="k")
+    gw = serve(INTEGRATIONS_API_KEYS="k", INTEGRATIONS_DRAIN_TIMEOUT_S="2")
     gw.wait_ready()
     children = descendants(gw.proc.pid)
     gw.proc.kill()
     gw.proc.wait(10)
-    deadline = time.monotonic() + 15
+    # Each child gets SIGTERM from the kernel and drains (jobs, then requests: up to 2 × 2 s).
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline and any(alive(pid) for pid in children):
         time.sleep(0.1)
     assert not [pid for pid in children if alive(pid)]

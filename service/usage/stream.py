@@ -1,0 +1,88 @@
+"""The JetStream stream that holds usage events and the durable consumer of the store writer.
+
+Every worker declares the stream at start-up (create, or update the settings it manages when
+they changed), so the stream exists before the first event and comes back if an operator
+deleted it. Limits retention: events stay for INTEGRATIONS_USAGE_STREAM_MAX_AGE_S or until
+INTEGRATIONS_USAGE_STREAM_MAX_BYTES, whichever comes first, whether or not a consumer read
+them, so external consumers can replay and a store outage shorter than the limits loses
+nothing.
+"""
+
+import logging
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from contracts import subjects
+
+log = logging.getLogger("symbia.integrations.usage")
+
+ALL_USAGE_EVENTS = f"{subjects.USAGE_EVENTS}.>"
+ACK_WAIT_S = 60.0
+
+
+def stream_config(settings) -> StreamConfig:
+    return StreamConfig(
+        name=settings.usage_stream,
+        description="Symbia Integrations usage events, one per call (docs/USAGE.md)",
+        subjects=[ALL_USAGE_EVENTS],
+        retention=RetentionPolicy.LIMITS,
+        discard=DiscardPolicy.OLD,
+        storage=StorageType.FILE,
+        max_age=settings.usage_stream_max_age_s,
+        max_bytes=settings.usage_stream_max_bytes,
+        num_replicas=settings.usage_stream_replicas,
+        # JetStream rejects a duplicate window longer than max_age.
+        duplicate_window=min(settings.usage_duplicate_window_s, settings.usage_stream_max_age_s),
+    )
+
+
+def consumer_config(settings) -> ConsumerConfig:
+    return ConsumerConfig(
+        durable_name=settings.usage_consumer,
+        description="usage store writer (Symbia Integrations workers)",
+        filter_subject=ALL_USAGE_EVENTS,
+        deliver_policy=DeliverPolicy.ALL,
+        ack_policy=AckPolicy.EXPLICIT,     # ack each event after its batch is committed
+        ack_wait=ACK_WAIT_S,
+        max_deliver=-1,                    # never give up on an event: the store comes back
+        max_ack_pending=max(1000, settings.usage_batch_size * 4),
+    )
+
+
+def _differs(current: StreamConfig, wanted: StreamConfig) -> bool:
+    def close(a: float | None, b: float | None) -> bool:
+        return abs((a or 0) - (b or 0)) < 0.001
+
+    return (sorted(current.subjects or []) != sorted(wanted.subjects or [])
+            or not close(current.max_age, wanted.max_age)
+            or current.max_bytes != wanted.max_bytes
+            or current.num_replicas != wanted.num_replicas
+            or not close(current.duplicate_window, wanted.duplicate_window))
+
+
+async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
+    try:
+        current = (await js.stream_info(wanted.name)).config
+    except NotFoundError:
+        try:
+            await js.add_stream(wanted)
+            log.info("created the usage stream %s", wanted.name)
+            return
+        except BadRequestError:  # another worker created it a moment ago
+            current = (await js.stream_info(wanted.name)).config
+    if _differs(current, wanted):
+        try:
+            await js.update_stream(wanted)
+            log.info("updated the usage stream %s to the configured limits", wanted.name)
+        except Exception as exc:  # e.g. replicas on a single server: keep running with the old limits
+            log.warning("could not update the usage stream %s: %s", wanted.name, exc)
