@@ -13,6 +13,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
 
+from api.body import BodyTooLarge, read_body
 from api.bus import BusClient, BusError, BusReply
 from api.docs import llms_txt, openapi_document
 from api.mcp import McpEndpoint
@@ -52,23 +53,6 @@ _BUS_ERRORS = {
 
 # Browser MCP clients send these (Streamable HTTP); the server answers with mcp-session-id.
 MCP_REQUEST_HEADERS = ("Mcp-Session-Id", "Mcp-Protocol-Version", "Mcp-Method", "Mcp-Name", "Last-Event-ID")
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        raise BodyTooLarge
-    chunks, total = [], 0
-    async for chunk in request.stream():  # chunked bodies have no Content-Length to trust
-        total += len(chunk)
-        if total > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def bus_headers(request: Request) -> dict[str, str]:

@@ -11,13 +11,18 @@ Configs describe providers to callers (/providers, /capabilities); they do not m
 where requests go is the provider's base URL setting, and `supportedOperations` always comes
 from the capability table (the original's two drifting lists, §5.4 [QUIRK]). Providers Catalog
 describes that the gateway cannot run are not listed.
+
+The integration resources of a bootstrap (`metadata.integrationType: "openapi"`) become
+read-only registry built-ins (service/registry/catalog.py, a listener of every load that
+counted). A bootstrap without provider configs does not count: neither its configs nor its
+integrations are used.
 """
 
 import asyncio
 import contextlib
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from service.errors import GatewayError
@@ -65,6 +70,8 @@ class ProviderConfigs:
         self._catalog: dict[str, dict[str, Any]] = {}
         self.source = "defaults"          # defaults | catalog
         self.resources: list[dict[str, Any]] = []   # the last bootstrap (other resources: the registry's)
+        # Called with the resources of every bootstrap that counted (Catalog integrations listen).
+        self.listeners: list[Callable[[list[dict[str, Any]]], None]] = []
         self._task: asyncio.Task | None = None
 
     # --- what callers see --------------------------------------------------------------------
@@ -123,6 +130,8 @@ class ProviderConfigs:
             return self._failed("no provider configs in the bootstrap")
         self._catalog, self.resources, self.source = configs, resources, "catalog"
         log.info("provider configs from catalog %s: %s", mask_url(self._url), ", ".join(configs))
+        for listener in self.listeners:
+            listener(resources)
         return True
 
     def _failed(self, why: str) -> bool:

@@ -24,6 +24,7 @@ from service.providers.base import ProviderSpec
 from service.providers.capabilities import build_provider_table
 from service.providers.discovery import ProviderProbe
 from service.providers.model_lists import ModelLists
+from service.registry.catalog import CatalogIntegrations
 from service.registry.discovery import Discovery
 from service.registry.internal import InternalServices
 from service.registry.registry import Registry
@@ -94,8 +95,12 @@ class Services:
         integration_credentials = IntegrationCredentials(settings.integration_credentials, self.credentials)
         discovery = Discovery(self.transport, self.mcp, settings)
         self.internal_services = InternalServices(settings.internal_services, self.registry_store, discovery)
+        self.catalog_integrations = CatalogIntegrations(self.registry_store, discovery, self.registry.builtin_key)
+        self.provider_configs.listeners.append(self.catalog_integrations.update)
         self.registry_service = RegistryService(access=self.access, registry=self.registry, discovery=discovery,
-                                                credentials=integration_credentials, internal=self.internal_services)
+                                                credentials=integration_credentials,
+                                                syncs={"internal": self.internal_services,
+                                                       "catalog": self.catalog_integrations})
         self.invoke = InvokeService(access=self.access, registry=self.registry, execute=self.execute,
                                     transport=self.transport, mcp=self.mcp, credentials=integration_credentials,
                                     settings=settings, resilience=self.resilience)
@@ -145,6 +150,7 @@ class Services:
         rate-limit buckets and org policies; the usage stream)."""
         await self.registry_store.start(nc)
         self.internal_services.start()
+        self.catalog_integrations.start()
         await self.resilience.start(nc)
         await self.usage.start()
         self.usage.publish_on(nc)  # events travel on the request connection, ahead of their replies
@@ -154,6 +160,7 @@ class Services:
         await self.resilience.close()
         await self.provider_configs.stop()
         await self.internal_services.close()
+        await self.catalog_integrations.close()
         await self.mcp.close()
         await self.registry_store.close()
         await self.transport.close()

@@ -43,6 +43,7 @@ REGISTRY_CREDENTIALS = {
     f"{CREDS_ORG}/mcp-auth": "mcp-token-abc",
     f"{CREDS_ORG}-secrets/mcp-auth": "mcp-token-def",
     "global-bearer": "global-secret-ghi",
+    "catalog-telegram": "bot-token-4711",               # the Catalog integration of tests/registry/test_catalog_*
 }
 
 # Settings must come from the fixtures, not from the developer's shell or a .env file.

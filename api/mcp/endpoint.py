@@ -3,8 +3,9 @@ methods POST, GET (the 2025 standalone stream) and DELETE (end a 2025 session).
 
 Every HTTP request, before the SDK sees it:
 1. Origin: present and not allowed → 403 (the spec's MUST, against DNS rebinding); Host, when
-   INTEGRATIONS_MCP_ALLOWED_HOSTS is set: not listed → 421; a declared body above
-   INTEGRATIONS_MAX_BODY_BYTES → 413.
+   INTEGRATIONS_MCP_ALLOWED_HOSTS is set: not listed → 421; a body above
+   INTEGRATIONS_MAX_BODY_BYTES (declared, or counted while read when chunked) → 413. The
+   body read here is handed to the SDK as is.
 2. Caller: one `integrations.v1.mcp.authenticate` request with the identity headers, exactly as
    every REST route authenticates (X-API-Key, Bearer, cookie, X-Org-Id). A failure is the HTTP
    status and error envelope of the REST routes (401 with `WWW-Authenticate: Bearer`, 403, 400),
@@ -26,8 +27,9 @@ from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
+from api.body import BodyTooLarge, read_body
 from api.bus import BusClient, BusError
 from api.mcp.server import CALLER_STATE, EndpointCaller, McpGateway
 from api.responses import JSON, envelope_response, request_id_of
@@ -47,6 +49,15 @@ def matches(value: str, patterns: list[str]) -> bool:
         if pattern.endswith(":*") and value.startswith(pattern[:-1]) and value[len(pattern) - 1:].isdigit():
             return True
     return False
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """The body already read, as one message, then the client's own messages (disconnect)."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+    return replayed
 
 
 class McpEndpoint:
@@ -97,13 +108,16 @@ class McpEndpoint:
             await runner
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        request = Request(scope)
+        request = Request(scope, receive)
         response = self._check_origin(request)
-        length = request.headers.get("content-length", "")
-        if response is None and length.isdigit() and int(length) > self._settings.max_body_bytes:
-            response = envelope_response(413, f"Request body too large. Maximum size is {self._settings.max_body_bytes}"
-                                         " bytes", ErrorCategory.validation, reason=Reason.BODY_TOO_LARGE,
-                                         request_id=request_id_of(request))
+        body = b""
+        if response is None:
+            try:  # counted while read: a chunked body declares no length
+                body = await read_body(request, self._settings.max_body_bytes)
+            except BodyTooLarge:
+                response = envelope_response(413, "Request body too large. Maximum size is "
+                                             f"{self._settings.max_body_bytes} bytes", ErrorCategory.validation,
+                                             reason=Reason.BODY_TOO_LARGE, request_id=request_id_of(request))
         if response is None:
             caller, response = await self._authenticate(request)
         if response is not None:
@@ -113,7 +127,7 @@ class McpEndpoint:
         scope["user"] = AuthenticatedUser(AccessToken(token="-", client_id=caller.principal, scopes=[],
                                                       subject=caller.org))
         scope.setdefault("state", {})[CALLER_STATE] = caller
-        await self.manager.handle_request(scope, receive, send)
+        await self.manager.handle_request(scope, _replay(body, receive), send)
 
     def _check_origin(self, request: Request) -> Response | None:
         origin = request.headers.get("origin")

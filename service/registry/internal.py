@@ -4,9 +4,9 @@
 internal family, and invoke forwards the caller's token, org, request id and trace context
 to them (and only to them).
 
-Every worker runs the sync at start-up in the background; the first to write a changed spec
-wins (compare-and-set) and the others see it through the KV watch. An admin's refresh of
-such an entry runs it again.
+Every worker runs the sync at start-up in the background (service/registry/builtins.py: the
+first to write a changed spec wins, the others see it through the KV watch); an admin's
+refresh of such an entry runs it again.
 """
 
 import asyncio
@@ -16,16 +16,16 @@ import re
 from contracts.envelope import ErrorCategory, Reason
 from contracts.registry import OpenApiConfig
 from service.errors import GatewayError
+from service.registry.builtins import SYSTEM, save_builtin, sync_with_retries
 from service.registry.discovery import Discovery
 from service.registry.model import Entry, OperationSet, now_iso
-from service.registry.store import RegistryStore, VersionConflict
+from service.registry.store import RegistryStore
 
 log = logging.getLogger("symbia.integrations.registry")
 
 _SPEC_PATH = "/docs/openapi.json"
 _TIMEOUT_S = 10.0
 _IDENTITY_EXCLUDE = re.compile(r"password|reset|forgot", re.IGNORECASE)
-_ATTEMPTS = (0.0, 5.0, 15.0)
 
 
 class InternalServices:
@@ -44,17 +44,8 @@ class InternalServices:
             self._task.cancel()
 
     async def _sync_all(self) -> None:
-        pending = dict(self.services)
-        for delay in _ATTEMPTS:
-            await asyncio.sleep(delay)
-            for key in list(pending):
-                try:
-                    await self.sync_one(key)
-                    del pending[key]
-                except Exception as exc:  # logged; retried, then left to an admin's refresh
-                    log.warning("internal service %s: cannot load %s%s: %s", key, pending[key], _SPEC_PATH, exc)
-            if not pending:
-                return
+        await sync_with_retries("internal service", {key: url + _SPEC_PATH for key, url in self.services.items()},
+                                self.sync_one)
 
     async def sync_one(self, key: str, force: bool = False) -> Entry:
         url = self.services.get(key)
@@ -76,12 +67,9 @@ class InternalServices:
                      "info": found.info},
             auth={"type": "none"}, tags=["internal", "symbia"],
             metadata={"isInternal": True, "specHash": found.spec_hash}, version=previous.version + 1 if previous else 1,
-            last_synced_at=now, created_at=previous.created_at if previous else now, created_by="system",
-            updated_at=now, updated_by="system", builtin=True, source="internal",
+            last_synced_at=now, created_at=previous.created_at if previous else now, created_by=SYSTEM,
+            updated_at=now, updated_by=SYSTEM, builtin=True, source="internal",
             operation_count=len(found.operations))
-        try:
-            saved = await self._store.save(entry, OperationSet(found.operations, found.namespace), previous=previous)
-        except VersionConflict:  # another worker wrote it first
-            return await self._store.fetch(None, key) or entry
+        saved = await save_builtin(self._store, entry, OperationSet(found.operations, found.namespace), previous)
         log.info("internal service %s: %d operations from %s", key, saved.operation_count, url)
         return saved

@@ -1,5 +1,6 @@
 """What a caller sees of the registry: the provider built-ins (from the capability table, in
-memory, read-only), global entries (internal Symbia services, admin registrations) and the
+memory, read-only), global entries (internal Symbia services and Catalog integrations, both
+read-only built-ins; admin registrations) and the
 entries of the caller's own org. Lookup order for a key: provider built-in, the caller's org,
 global. Keys of built-ins are reserved, so an org can never shadow `openai`."""
 
@@ -64,8 +65,17 @@ class Registry:
         self._providers = provider_entries(providers)
         self.internal_keys = internal_keys
 
-    def reserved(self, key: str) -> bool:
+    def builtin_key(self, key: str) -> bool:
+        """Keys the configuration reserves: providers, internal services, reserved words."""
         return key in self._providers or key in self.internal_keys or key in RESERVED_WORDS
+
+    def reserved(self, key: str) -> bool:
+        """Keys nobody may register, admins included: the configured ones and those of the
+        built-ins in the store (Catalog integrations)."""
+        if self.builtin_key(key):
+            return True
+        entry = self.store.get(None, key)
+        return entry is not None and entry.builtin
 
     async def ready(self) -> None:
         await self.store.ready()

@@ -8,9 +8,9 @@ it or an admin. Replies never contain secrets.
 """
 
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Protocol
 
-from contracts import subjects
 from contracts.envelope import ErrorCategory, Reason
 from contracts.registry import (
     McpConfig,
@@ -31,6 +31,7 @@ from service.errors import GatewayError
 from service.invoke.auth import misconfigured, needs_credential, normalize_auth
 from service.invoke.credentials import IntegrationCredentials
 from service.mcp.target import mcp_target
+from service.registry.builtins import registry_event
 from service.registry.discovery import Discovered, Discovery
 from service.registry.model import Entry, OperationSet, keep_redacted, now_iso, public_view
 from service.registry.namespace import build_namespace
@@ -39,6 +40,10 @@ from service.registry.registry import Registry
 from service.registry.store import VersionConflict
 
 log = logging.getLogger("symbia.integrations.registry")
+
+
+class BuiltinSync(Protocol):
+    async def sync_one(self, key: str, force: bool = False) -> Entry: ...
 
 
 def integration_not_found(key: str) -> GatewayError:
@@ -53,13 +58,15 @@ class RegistryService:
     request_id_prefix = "reg"
 
     def __init__(self, *, access: Access, registry: Registry, discovery: Discovery,
-                 credentials: IntegrationCredentials, internal=None) -> None:
+                 credentials: IntegrationCredentials, syncs: Mapping[str, BuiltinSync] | None = None) -> None:
         self._access = access
         self._registry = registry
         self._store = registry.store
         self._discovery = discovery
         self._credentials = credentials
-        self.internal = internal   # InternalServices, for refreshing internal built-ins
+        # Entry source → the sync that owns those built-ins (internal services, Catalog integrations):
+        # an admin's refresh runs it again.
+        self.syncs = dict(syncs or {})
 
     async def _caller(self, command: Command) -> Caller:
         caller = await self._access.caller(command.headers)
@@ -199,11 +206,7 @@ class RegistryService:
         return command.json_reply(200, body)
 
     async def publish(self, action: str, entry: Entry, principal: str | None) -> None:
-        org_token = entry.org or subjects.REGISTRY_GLOBAL_ORG
-        await self._store.publish(f"{subjects.EVENTS_REGISTRY}.{org_token}.{entry.key}", {
-            "action": action, "key": entry.key, "org": entry.org, "scope": entry.scope, "type": entry.type,
-            "version": entry.version, "operationCount": entry.operation_count, "principal": principal,
-            "at": now_iso()})
+        await self._store.publish(*registry_event(action, entry, principal))
 
     # --- refresh, delete -------------------------------------------------------------------------
 
@@ -215,9 +218,12 @@ class RegistryService:
             raise integration_not_found(request.key)
         if entry.source == "provider":
             raise read_only(entry.key)
-        if entry.source == "internal":
+        if entry.builtin:
             require_admin(caller, "refresh a built-in integration")
-            entry = await self.internal.sync_one(entry.key, force=True)
+            sync = self.syncs.get(entry.source)
+            if sync is None:
+                raise read_only(entry.key)
+            entry = await sync.sync_one(entry.key, force=True)
             ops = await self._registry.operations(entry)
             return command.json_reply(200, {"success": True, "integration": public_view(entry, ops),
                                             "operationCount": entry.operation_count, "created": False})

@@ -113,6 +113,7 @@ def identity_mode_settings(identity: FakeIdentity, openai: KeyedOpenAI, **overri
         "identity_timeout_s": 1.0,
         "upstream_timeout_s": 3,
         "heartbeat_s": 0.5,
+        "outbound_allow": "127.0.0.1",                   # Catalog's integration specs are on the loopback fake
     }
     return Settings(**{**base, **overrides})
 

@@ -134,3 +134,25 @@ async def test_exact_path_and_alias_without_redirects(raw, tenant):
     assert batch.status_code == 400
     huge = await raw.post(ENDPOINT, headers=headers_for(tenant), json={**init(), "pad": "x" * MAX_BODY})
     assert huge.status_code == 413 and huge.json()["reason"] == "body_too_large"
+
+
+async def test_chunked_bodies_are_counted_while_read(raw, tenant):
+    """A chunked body declares no length: it is counted as it arrives (413 envelope before the
+    caller is even authenticated), and one within the limit reaches the SDK intact."""
+    def chunked(payload: bytes, size: int = 4096):
+        async def chunks():
+            for start in range(0, len(payload), size):
+                yield payload[start:start + size]
+        return chunks()
+
+    oversize = json.dumps({**init(), "pad": "x" * MAX_BODY}).encode()
+    response = await raw.post(ENDPOINT, headers={"Accept": ACCEPT, "Content-Type": "application/json"},
+                              content=chunked(oversize))
+    assert "content-length" not in response.request.headers
+    assert response.status_code == 413, response.text
+    body = response.json()
+    assert body["reason"] == "body_too_large" and body["category"] == "validation" and body["success"] is False
+
+    response = await raw.post(ENDPOINT, headers=headers_for(tenant), content=chunked(json.dumps(init()).encode(), 7))
+    assert response.status_code == 200, response.text
+    assert messages(response)[0]["result"]["protocolVersion"] == "2025-11-25"
