@@ -240,7 +240,8 @@ def build_app(settings: Settings) -> FastStream:
         assert services.job_signer is not None
         runner = JobRunner(store=store, signer=services.job_signer, handlers=services.job_handlers,
                            execute=lambda handler, command: run_observed(handler, command, services.observers),
-                           max_attempts=settings.job_max_attempts, worker_id=WORKER_ID)
+                           max_attempts=settings.job_max_attempts, worker_id=WORKER_ID,
+                           settings=settings)
         consumer = JobConsumer(store.js, runner, concurrency=settings.job_concurrency,
                                ack_wait_s=settings.job_ack_wait_s, priority=interactive)
         interactive.start()

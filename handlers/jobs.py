@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from contracts import subjects
-from service.jobs.runner import IncomingJob, JobRunner
+from service.jobs.runner import DeferJob, IncomingJob, JobRunner
 
 log = logging.getLogger("symbia.integrations.jobs")
 
@@ -135,6 +135,9 @@ class JobConsumer:
                               body=message.data or b"", seq=meta.sequence.stream, deliveries=meta.num_delivered,
                               published_at=meta.timestamp.timestamp())
             await self._runner.run(job)
+        except DeferJob as defer:                  # refused for now (limit, open circuit): later, not failed
+            with contextlib.suppress(Exception):
+                await message.nak(delay=defer.delay_s)
         except asyncio.CancelledError:
             # Stopped mid-job (drain timeout): hand it to another worker now rather than after ack_wait.
             with contextlib.suppress(Exception):

@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     job_results_ttl_s: float = Field(7 * 86_400.0, gt=0, validation_alias="INTEGRATIONS_JOB_RESULTS_TTL_S")
     job_ack_wait_s: float = Field(30.0, ge=1, validation_alias="INTEGRATIONS_JOB_ACK_WAIT_S")
     job_max_attempts: int = Field(3, ge=1, le=100, validation_alias="INTEGRATIONS_JOB_MAX_ATTEMPTS")
+    # A job refused for now (rate limit, open circuit) runs again after the refusal's Retry-After,
+    # waiting at most this long between tries, until it is older than INTEGRATIONS_JOB_MAX_AGE_S.
+    job_defer_max_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_JOB_DEFER_MAX_S")
     job_duplicate_window_s: float = Field(900.0, gt=0, validation_alias="INTEGRATIONS_JOB_DUPLICATE_WINDOW_S")
     job_batch_max: int = Field(1000, ge=1, validation_alias="INTEGRATIONS_JOB_BATCH_MAX")
     # While request-reply calls are in flight and the worker's event loop runs this late (CPU

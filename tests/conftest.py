@@ -88,6 +88,10 @@ class LLMock:
     def scenario(self, *behaviors: dict) -> None:
         httpx.post(f"{self.url}/_llmock/scenario", json={"behaviors": list(behaviors)}).raise_for_status()
 
+    def clear_scenario(self) -> None:
+        """Drop the queued behaviours (the upstream recovers); the request journal stays."""
+        httpx.delete(f"{self.url}/_llmock/scenario").raise_for_status()
+
     def reset(self) -> None:
         httpx.post(f"{self.url}/_llmock/reset").raise_for_status()
 

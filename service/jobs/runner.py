@@ -13,12 +13,19 @@ The result is published before the record is finished and before the message is
 acknowledged, so a worker lost after the upstream call cannot lose the result; a worker lost
 during the call means the job runs again on another worker (at-least-once), up to
 INTEGRATIONS_JOB_MAX_ATTEMPTS deliveries.
+
+A job the gateway refuses *for now* (a rate limit, or an open circuit) is not failed: a batch
+is the place to wait for capacity. Its record goes back to `queued` and the message is handed
+back with the refusal's Retry-After (at most INTEGRATIONS_JOB_DEFER_MAX_S), until the job is
+older than INTEGRATIONS_JOB_MAX_AGE_S; then the refusal becomes its result.
 """
 
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+
+import orjson
 
 from contracts import headers as h
 from contracts.envelope import ErrorCategory, Reason
@@ -30,6 +37,7 @@ from service.jobs.grants import JobSigner
 from service.jobs.kinds import JobHandler
 from service.jobs.records import JobRecord
 from service.jobs.store import JobStore
+from service.settings import Settings
 
 log = logging.getLogger("symbia.integrations.jobs")
 
@@ -44,6 +52,30 @@ _JOB_ONLY = {h.JOB_GRANT, h.JOB_SIGNATURE, h.REPLY_TO, h.NATS_MSG_ID, "Nats-Expe
 Execute = Callable[[Handler, Command], Awaitable[Reply]]
 
 
+class DeferJob(Exception):
+    """Hand the message back to JetStream to be delivered again after `delay_s`."""
+
+    def __init__(self, delay_s: float) -> None:
+        super().__init__(f"deferred {delay_s:g}s")
+        self.delay_s = delay_s
+
+
+def retry_later(reply: Reply) -> float | None:
+    """Seconds to wait when the reply is the gateway's "not now" (rate limited, circuit open)."""
+    if reply.status not in (429, 503):
+        return None
+    try:
+        body = orjson.loads(reply.body)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(body, dict) or not (body.get("category") == "rate_limit" or body.get("reason") == "circuit_open"):
+        return None
+    try:
+        return max(0.1, float(reply.headers.get("retry-after") or 1.0))
+    except ValueError:
+        return 1.0
+
+
 @dataclass(slots=True)
 class IncomingJob:
     kind: str
@@ -56,7 +88,8 @@ class IncomingJob:
 
 class JobRunner:
     def __init__(self, *, store: JobStore, signer: JobSigner, handlers: Mapping[str, JobHandler], execute: Execute,
-                 max_attempts: int, worker_id: str) -> None:
+                 max_attempts: int, worker_id: str, settings: Settings | None = None) -> None:
+        self._settings = settings or Settings(_env_file=None)   # job_max_age_s, job_defer_max_s, read live
         self._store = store
         self._signer = signer
         self._handlers = handlers
@@ -100,6 +133,14 @@ class JobRunner:
         run_headers.update({h.REQUEST_ID: job_id, h.ORG_ID: caller.org})
         command = Command(job.body, AuthenticatedHeaders(run_headers, caller), job_id)
         reply = await self._execute(kind.handler, command)
+        delay = retry_later(reply)
+        if delay is not None:
+            delay = min(delay, self._settings.job_defer_max_s)
+            if time.time() + delay - job.published_at < self._settings.job_max_age_s:
+                record.status = "queued"
+                if await self._store.update(record, revision) is not None:
+                    log.info("job %s: %s; runs again in %.1fs", job_id, reply.status, delay)
+                    raise DeferJob(delay)
         await self._finish(record, revision, reply)
 
     def _handler(self, kind: str) -> JobHandler:

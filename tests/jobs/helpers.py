@@ -94,12 +94,12 @@ async def job_status(nc, job_id: str, headers: dict | None = None) -> tuple[int,
 
 
 async def wait_status(nc, job_id: str, statuses=("succeeded", "failed", "cancelled"), within_s: float = 20.0,
-                      headers: dict | None = None) -> dict:
+                      headers: dict | None = None, min_attempts: int = 0) -> dict:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within_s
     while True:
         status, body = await job_status(nc, job_id, headers)
-        if status == 200 and body["status"] in statuses:
+        if status == 200 and body["status"] in statuses and body.get("attempts", 0) >= min_attempts:
             return body
         if loop.time() > deadline:
             raise AssertionError(f"job {job_id} still {body}")

@@ -85,15 +85,25 @@ async def test_a_job_returns_exactly_what_its_request_reply_twin_returns(http, n
 
 
 async def test_failed_jobs_carry_the_error_envelope(http, nc, results, llmock):
-    llmock.scenario({"type": "fail", "status": 429, "times": 1})
+    llmock.scenario({"type": "fail", "status": 400, "times": 1})
+    job_id = new_id()
+    await http.post("/api/integrations/jobs", json=[{"id": job_id, "request": chat_request("rejected")}])
+    msg = (await results.wait_for([job_id]))[job_id]
+    body = orjson.loads(msg.data)
+    assert msg.headers["x-status"] == "400" and msg.headers["x-job-status"] == "failed"
+    assert body["success"] is False and body["category"] == "validation" and body["requestId"] == job_id
+    view = await wait_status(nc, job_id)
+    assert view["status"] == "failed" and view["resultStatus"] == 400 and view["result"]["category"] == "validation"
+
+
+async def test_a_rate_limited_job_is_run_again_later_not_failed(http, nc, results, llmock):
+    llmock.scenario({"type": "fail", "status": 429, "retry_after": 1, "times": 1})
     job_id = new_id()
     await http.post("/api/integrations/jobs", json=[{"id": job_id, "request": chat_request("limited")}])
     msg = (await results.wait_for([job_id]))[job_id]
-    body = orjson.loads(msg.data)
-    assert msg.headers["x-status"] == "429" and msg.headers["x-job-status"] == "failed"
-    assert body["success"] is False and body["category"] == "rate_limit" and body["requestId"] == job_id
+    assert msg.headers["x-status"] == "200" and msg.headers["x-job-status"] == "succeeded"
     view = await wait_status(nc, job_id)
-    assert view["status"] == "failed" and view["resultStatus"] == 429 and view["result"]["category"] == "rate_limit"
+    assert view["attempts"] == 2 and len(llmock.requests()) == 2     # refused once (429), then served
 
 
 async def test_plain_nats_client_publishes_a_job_and_reads_its_result(nc, results, llmock):

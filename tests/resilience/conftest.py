@@ -44,6 +44,7 @@ RESILIENCE = {
     "retry_max_retries": 2,
     "retry_base_delay_s": 0.05,
     "retry_max_delay_s": 3.0,
+    "job_defer_max_s": 1.0,             # jobs refused for now come back within a second
 }
 P = "/api/integrations"
 ANTHROPIC_MODEL = "claude-sonnet-4-20250514"

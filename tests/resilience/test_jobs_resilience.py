@@ -18,24 +18,49 @@ async def submit(cluster, request: dict, headers: dict | None = None) -> str:
     return job_id
 
 
-async def test_a_job_meets_an_open_circuit_and_fails_with_its_envelope(cluster, llmock):
+async def test_a_job_meeting_an_open_circuit_waits_for_it_to_close(cluster, llmock):
     await open_circuit_on(cluster, cluster.a, llmock)
     await wait_for(lambda: cluster.b.services.resilience.breakers.snapshot("openai").state == "open", 1.0)
+    llmock.clear_scenario()                                              # the upstream recovers
+    started = time.monotonic()
     job_id = await submit(cluster, chat(fallbacks=[]))
-    view = await wait_status(cluster.nc, job_id)
-    assert view["status"] == "failed" and view["resultStatus"] == 503, view
-    result = view["result"]
-    assert result["reason"] == "circuit_open" and result["category"] == "provider" and result["retryable"] is True
-    assert result["requestId"] == job_id
-    assert len(llmock.requests()) == 3                    # only the three that opened the circuit
+    view = await wait_status(cluster.nc, job_id, within_s=20)
+    # refused while open (not failed: handed back with the circuit's Retry-After), then run by the
+    # half-open probe once the cool-down passed, which closes the circuit again
+    assert view["status"] == "succeeded" and view["resultStatus"] == 200, view
+    assert view["attempts"] >= 2 and time.monotonic() - started >= 1.0
+    assert len(llmock.requests()) == 4                    # the three that opened the circuit, then the job
 
 
-async def test_a_job_over_the_org_limit_fails_with_its_envelope(cluster, llmock, org):
+async def test_a_job_over_the_org_limit_waits_for_capacity(cluster, llmock, org):
     await cluster.set_policy(org, {"rateLimits": {"orgRpm": 1}})
     headers = {"X-Org-Id": org}
     assert (await cluster.http.post(f"{P}/execute", json=chat(), headers=headers)).status_code == 200
     job_id = await submit(cluster, chat(), headers)
-    view = await wait_status(cluster.nc, job_id, headers={"x-api-key": CALLER_KEY, "x-org-id": org})
+    status_headers = {"x-api-key": CALLER_KEY, "x-org-id": org}
+    # refused by the limit: back to queued with no result, and no upstream call
+    view = await wait_status(cluster.nc, job_id, headers=status_headers, statuses=("queued",), min_attempts=2)
+    assert view["status"] == "queued" and "result" not in view, view
+    assert len(llmock.requests()) == 1
+    await cluster.set_policy(org, {"rateLimits": {"orgRpm": 100}})     # capacity comes back
+    view = await wait_status(cluster.nc, job_id, headers=status_headers, within_s=20)
+    assert view["status"] == "succeeded" and view["resultStatus"] == 200, view
+    assert len(llmock.requests()) == 2
+
+
+async def test_a_job_still_refused_when_it_grows_too_old_fails_with_the_refusal(cluster, llmock, org):
+    settings = cluster.a.services.settings          # both workers share it; the runner reads it live
+    assert settings is cluster.b.services.settings
+    await cluster.set_policy(org, {"rateLimits": {"orgRpm": 1}})
+    headers = {"X-Org-Id": org}
+    assert (await cluster.http.post(f"{P}/execute", json=chat(), headers=headers)).status_code == 200
+    saved = settings.job_max_age_s
+    settings.job_max_age_s = 1.0
+    try:
+        job_id = await submit(cluster, chat(), headers)
+        view = await wait_status(cluster.nc, job_id, headers={"x-api-key": CALLER_KEY, "x-org-id": org}, within_s=20)
+    finally:
+        settings.job_max_age_s = saved
     assert view["status"] == "failed" and view["resultStatus"] == 429, view
     assert view["result"]["reason"] == "rate_limit_org_requests" and view["result"]["category"] == "rate_limit"
     assert len(llmock.requests()) == 1                    # the job never went upstream
