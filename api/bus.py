@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import ssl
 import time
 import uuid
 from collections import deque
@@ -98,8 +97,9 @@ class BusClient:
         options: dict = {"name": "integrations-api", "max_reconnect_attempts": -1, "reconnect_time_wait": 1,
                          "inbox_prefix": "_INBOX_api", "allow_reconnect": True, "error_cb": self._on_error,
                          "disconnected_cb": self._on_disconnected, "reconnected_cb": self._on_reconnected}
-        if self._settings.nats_tls_ca:
-            options["tls"] = ssl.create_default_context(cafile=str(self._settings.nats_tls_ca))
+        tls = self._settings.nats_tls_context()
+        if tls is not None:
+            options["tls"] = tls
         if self._settings.nats_creds:
             options["user_credentials"] = str(self._settings.nats_creds)
         servers = [s.strip() for s in self._settings.nats_url.split(",") if s.strip()]
@@ -253,9 +253,9 @@ class BusClient:
             js = self._nc.jetstream()
             try:  # bind to the bucket when it exists (whoever created it), else create it
                 self._store = await js.object_store(PAYLOAD_BUCKET)
-            except NotFoundError:
-                self._store = await js.create_object_store(
-                    PAYLOAD_BUCKET, ObjectStoreConfig(ttl=PAYLOAD_TTL_S, description=PAYLOAD_BUCKET_DESCRIPTION))
+            except NotFoundError:  # normally the workers made it; their start-up fixes its replicas
+                self._store = await js.create_object_store(PAYLOAD_BUCKET, ObjectStoreConfig(
+                    ttl=PAYLOAD_TTL_S, replicas=self._settings.js_replicas, description=PAYLOAD_BUCKET_DESCRIPTION))
         return self._store
 
     async def _put(self, body: bytes) -> str:

@@ -1,5 +1,6 @@
 """Settings of the HTTP adapter (same variable names as the worker's; see README)."""
 
+import ssl
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
@@ -14,6 +15,10 @@ class ApiSettings(BaseSettings):
     nats_url: str = Field("nats://127.0.0.1:4222", validation_alias="NATS_URL")
     nats_creds: Path | None = Field(None, validation_alias="NATS_CREDS")
     nats_tls_ca: Path | None = Field(None, validation_alias="NATS_TLS_CA")
+    nats_tls_cert: Path | None = Field(None, validation_alias="NATS_TLS_CERT")
+    nats_tls_key: Path | None = Field(None, validation_alias="NATS_TLS_KEY")
+    # Replicas of the claim-check object store when the api is the first to create it.
+    js_replicas: int = Field(1, ge=1, le=5, validation_alias="INTEGRATIONS_JS_REPLICAS")
     log_level: str = Field("INFO", validation_alias="INTEGRATIONS_LOG_LEVEL")
 
     max_body_bytes: int = Field(10 * 1024 * 1024, gt=0, validation_alias="INTEGRATIONS_MAX_BODY_BYTES")
@@ -43,6 +48,16 @@ class ApiSettings(BaseSettings):
     mcp_max_sessions: int = Field(10_000, ge=1, validation_alias="INTEGRATIONS_MCP_MAX_SESSIONS")
     # Interval of notifications/progress during a tools/call whose client sent a progress token.
     mcp_progress_s: float = Field(5.0, gt=0, validation_alias="INTEGRATIONS_MCP_PROGRESS_S")
+
+    def nats_tls_context(self) -> ssl.SSLContext | None:
+        """TLS to NATS with a private CA (NATS_TLS_CA) and/or a client certificate (NATS_TLS_CERT,
+        NATS_TLS_KEY); None: the client's default (TLS only for tls:// URLs, system CAs)."""
+        if not (self.nats_tls_ca or self.nats_tls_cert):
+            return None
+        context = ssl.create_default_context(cafile=str(self.nats_tls_ca) if self.nats_tls_ca else None)
+        if self.nats_tls_cert:
+            context.load_cert_chain(str(self.nats_tls_cert), str(self.nats_tls_key) if self.nats_tls_key else None)
+        return context
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -205,7 +205,7 @@ def build_app(settings: Settings) -> FastStream:
         # handler uses must exist before the subscribers start, so connect here (broker.start()
         # reuses the connection) and build the shared state on it.
         nc = await broker.connect()
-        state["payloads"] = PayloadStore(nc)
+        state["payloads"] = PayloadStore(nc, settings.js_replicas)
         await state["payloads"].bucket()  # exists before any client needs it (docs/CONTRACTS.md)
         await services.start(nc)
         beats = Heartbeats(nc, settings.heartbeat_s)
@@ -218,7 +218,7 @@ def build_app(settings: Settings) -> FastStream:
         # they start. The job slots start in started(), once the subscribers run too.
         store = JobStore(nc, JobSettings(max_age_s=settings.job_max_age_s, results_ttl_s=settings.job_results_ttl_s,
                                          duplicate_window_s=settings.job_duplicate_window_s,
-                                         ack_wait_s=settings.job_ack_wait_s))
+                                         ack_wait_s=settings.job_ack_wait_s, replicas=settings.js_replicas))
         await store.open()
         assert services.job_signer is not None       # services.load() ran before
         services.jobs.open(store, services.job_signer)

@@ -1,7 +1,6 @@
-"""NATS connection options of a worker: reconnect forever, optional creds file and TLS CA."""
+"""NATS connection options of a worker: reconnect forever, optional creds file, TLS CA and client certificate."""
 
 import logging
-import ssl
 import time
 from typing import Any
 
@@ -32,7 +31,7 @@ def connect_options(settings: Settings) -> dict[str, Any]:
         "inbox_prefix": "_INBOX_worker",
         "error_cb": _QuietErrors(),
     }
-    ssl_context = ssl.create_default_context(cafile=str(settings.nats_tls_ca)) if settings.nats_tls_ca else None
+    ssl_context = settings.nats_tls_context()
     if settings.nats_creds:
         options["security"] = NatsCredentials(credentials=str(settings.nats_creds), ssl_context=ssl_context)
     elif ssl_context:

@@ -11,6 +11,7 @@ from nats.js.object_store import ObjectStore
 from contracts.envelope import ErrorCategory, Reason
 from contracts.subjects import PAYLOAD_BUCKET, PAYLOAD_BUCKET_DESCRIPTION, PAYLOAD_TTL_S
 from service.errors import GatewayError
+from service.jsreplicas import apply_replicas, create_replicated, object_stream
 
 # Room left for headers and protocol framing: headers count against max_payload, and a
 # message above it makes the server close the connection.
@@ -18,8 +19,9 @@ HEADROOM = 64 * 1024
 
 
 class PayloadStore:
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, replicas: int = 1) -> None:
         self._nc = nc
+        self._replicas = replicas
         self._store: ObjectStore | None = None
 
     def fits(self, body: bytes) -> bool:
@@ -31,8 +33,13 @@ class PayloadStore:
             try:  # bind to the bucket when it exists (whoever created it), else create it
                 self._store = await js.object_store(PAYLOAD_BUCKET)
             except NotFoundError:
-                self._store = await js.create_object_store(
-                    PAYLOAD_BUCKET, ObjectStoreConfig(ttl=PAYLOAD_TTL_S, description=PAYLOAD_BUCKET_DESCRIPTION))
+                def create(replicas: int):
+                    return js.create_object_store(PAYLOAD_BUCKET, ObjectStoreConfig(
+                        ttl=PAYLOAD_TTL_S, replicas=replicas, description=PAYLOAD_BUCKET_DESCRIPTION))
+
+                self._store = await create_replicated(create, self._replicas, f"object store {PAYLOAD_BUCKET}")
+            else:
+                await apply_replicas(js, object_stream(PAYLOAD_BUCKET), self._replicas)
         return self._store
 
     async def put(self, body: bytes) -> str:

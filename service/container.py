@@ -148,7 +148,7 @@ class Services:
     async def start(self, nc) -> None:
         """Once the worker is connected: state that lives in NATS (the registry; breaker states,
         rate-limit buckets and org policies; the usage stream)."""
-        await self.registry_store.start(nc)
+        await self.registry_store.start(nc, self.settings.js_replicas)
         self.internal_services.start()
         self.catalog_integrations.start()
         await self.resilience.start(nc)

@@ -6,6 +6,7 @@ reads it).
 """
 
 import os
+import ssl
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +36,11 @@ class Settings(BaseSettings):
     nats_config: Path | None = Field(None, validation_alias="INTEGRATIONS_NATS_CONFIG")
     nats_creds: Path | None = Field(None, validation_alias="NATS_CREDS")
     nats_tls_ca: Path | None = Field(None, validation_alias="NATS_TLS_CA")
+    # Client certificate and key for servers that verify clients (mutual TLS).
+    nats_tls_cert: Path | None = Field(None, validation_alias="NATS_TLS_CERT")
+    nats_tls_key: Path | None = Field(None, validation_alias="NATS_TLS_KEY")
+    # Replicas of every stream, KV bucket and object store the workers create (3 in a cluster).
+    js_replicas: int = Field(1, ge=1, le=5, validation_alias="INTEGRATIONS_JS_REPLICAS")
 
     # --- worker ----------------------------------------------------------------------------
     worker_concurrency: int = Field(256, ge=1, le=10_000, validation_alias="INTEGRATIONS_WORKER_CONCURRENCY")
@@ -177,7 +183,8 @@ class Settings(BaseSettings):
                               validation_alias="INTEGRATIONS_USAGE_STREAM")
     usage_stream_max_age_s: float = Field(7 * 86400.0, gt=0, validation_alias="INTEGRATIONS_USAGE_STREAM_MAX_AGE_S")
     usage_stream_max_bytes: int = Field(1024 ** 3, gt=0, validation_alias="INTEGRATIONS_USAGE_STREAM_MAX_BYTES")
-    usage_stream_replicas: int = Field(1, ge=1, le=5, validation_alias="INTEGRATIONS_USAGE_STREAM_REPLICAS")
+    # Overrides INTEGRATIONS_JS_REPLICAS for the usage stream only, when set.
+    usage_stream_replicas: int | None = Field(None, ge=1, le=5, validation_alias="INTEGRATIONS_USAGE_STREAM_REPLICAS")
     usage_duplicate_window_s: float = Field(120.0, gt=0, validation_alias="INTEGRATIONS_USAGE_DUPLICATE_WINDOW_S")
     usage_consumer: str = Field("usage-store", pattern=r"^[A-Za-z0-9_-]{1,64}$",
                                 validation_alias="INTEGRATIONS_USAGE_CONSUMER")
@@ -292,6 +299,21 @@ class Settings(BaseSettings):
     @property
     def usage_db_path(self) -> Path:
         return self.usage_db_file or self.data_dir / "usage.db"
+
+    def nats_tls_context(self) -> ssl.SSLContext | None:
+        """TLS to NATS with a private CA (NATS_TLS_CA) and/or a client certificate (NATS_TLS_CERT,
+        NATS_TLS_KEY); None: the client's default (TLS only for tls:// URLs, system CAs)."""
+        if not (self.nats_tls_ca or self.nats_tls_cert):
+            return None
+        context = ssl.create_default_context(cafile=str(self.nats_tls_ca) if self.nats_tls_ca else None)
+        if self.nats_tls_cert:
+            context.load_cert_chain(str(self.nats_tls_cert), str(self.nats_tls_key) if self.nats_tls_key else None)
+        return context
+
+    @property
+    def usage_replicas(self) -> int:
+        """INTEGRATIONS_USAGE_STREAM_REPLICAS when set, else INTEGRATIONS_JS_REPLICAS."""
+        return self.usage_stream_replicas or self.js_replicas
 
     def timeout_for(self, operation: str) -> float:
         return self.operation_timeouts_s.get(operation, self.upstream_timeout_s)

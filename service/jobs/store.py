@@ -13,6 +13,7 @@ Every worker declares them at start-up (idempotent; a changed setting updates th
 """
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Iterable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import (
+    APIError,
     BadRequestError,
     KeyDeletedError,
     KeyNotFoundError,
@@ -43,6 +45,7 @@ from nats.js.object_store import ObjectStore
 from contracts import headers as h
 from contracts import subjects
 from service.jobs.records import JobRecord
+from service.jsreplicas import apply_replicas, create_replicated, kv_stream, object_stream
 
 log = logging.getLogger("symbia.integrations.jobs")
 
@@ -68,6 +71,7 @@ class JobSettings:
     results_ttl_s: float
     duplicate_window_s: float
     ack_wait_s: float
+    replicas: int = 1
 
 
 @dataclass(slots=True)
@@ -93,13 +97,16 @@ class JobStore:
         await self._ensure_stream(StreamConfig(
             name=subjects.JOBS_STREAM, subjects=list(subjects.JOB_SUBJECTS), retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE, max_age=s.max_age_s, duplicate_window=s.duplicate_window_s,
-            discard=DiscardPolicy.OLD, description="queued integrations jobs (docs/JOBS.md)"))
+            discard=DiscardPolicy.OLD, num_replicas=s.replicas, description="queued integrations jobs (docs/JOBS.md)"))
         await self._ensure_stream(StreamConfig(
             name=subjects.RESULTS_STREAM, subjects=[f"{subjects.RESULTS_PREFIX}.>"],
             retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, max_age=s.results_ttl_s,
             max_msgs_per_subject=1, duplicate_window=min(s.duplicate_window_s, s.results_ttl_s),
-            allow_direct=True, description="results of integrations jobs, the last one per job id"))
+            allow_direct=True, num_replicas=s.replicas,
+            description="results of integrations jobs, the last one per job id"))
         self._kv = await self._bucket()
+        # created on first use (with the replicas); an existing one follows the setting
+        await apply_replicas(self._js, object_stream(subjects.RESULTS_OBJECT_BUCKET), s.replicas)
         await self._ensure_consumer(ConsumerConfig(
             durable_name=subjects.JOBS_CONSUMER, ack_policy=AckPolicy.EXPLICIT, ack_wait=s.ack_wait_s,
             max_deliver=-1,            # the runner counts attempts itself and finalizes the job
@@ -108,9 +115,18 @@ class JobStore:
 
     async def _ensure_stream(self, config: StreamConfig) -> None:
         try:
-            await self._js.add_stream(config)
+            await create_replicated(lambda n: self._js.add_stream(dataclasses.replace(config, num_replicas=n)),
+                                    config.num_replicas or 1, f"stream {config.name}")
         except BadRequestError:         # exists with another configuration: apply ours
-            await self._js.update_stream(config)
+            current = (await self._js.stream_info(config.name)).config
+            try:
+                await self._js.update_stream(config)
+            except APIError as exc:
+                if current.num_replicas == config.num_replicas:
+                    raise
+                log.warning("stream %s keeps %d replicas: the server refused %d (%s)", config.name,
+                            current.num_replicas, config.num_replicas, exc.description)
+                await self._js.update_stream(dataclasses.replace(config, num_replicas=current.num_replicas))
 
     async def _ensure_consumer(self, config: ConsumerConfig) -> None:
         try:
@@ -121,17 +137,21 @@ class JobStore:
                         subjects.JOBS_CONSUMER, info.config.ack_wait)
 
     async def _bucket(self) -> KeyValue:
-        config = KeyValueConfig(bucket=subjects.JOBS_BUCKET, history=1, ttl=self._settings.results_ttl_s,
-                                description="status of integrations jobs (docs/JOBS.md)")
+        def config(replicas: int) -> KeyValueConfig:
+            return KeyValueConfig(bucket=subjects.JOBS_BUCKET, history=1, ttl=self._settings.results_ttl_s,
+                                  replicas=replicas, description="status of integrations jobs (docs/JOBS.md)")
+
         try:
-            return await self._js.create_key_value(config)
+            return await create_replicated(lambda n: self._js.create_key_value(config(n)), self._settings.replicas,
+                                           f"KV bucket {subjects.JOBS_BUCKET}")
         except BadRequestError:         # exists with another TTL: apply ours (a KV bucket is a stream)
-            stream = f"KV_{subjects.JOBS_BUCKET}"
+            stream = kv_stream(subjects.JOBS_BUCKET)
             current = (await self._js.stream_info(stream)).config
             if current.max_age != self._settings.results_ttl_s:
                 log.info("job status bucket: TTL %ss → %ss", current.max_age, self._settings.results_ttl_s)
                 current.max_age = self._settings.results_ttl_s
                 await self._js.update_stream(current)
+            await apply_replicas(self._js, stream, self._settings.replicas)
             return await self._js.key_value(subjects.JOBS_BUCKET)
 
     # --- status records -------------------------------------------------------------------
@@ -218,6 +238,9 @@ class JobStore:
             try:
                 self._objects = await self._js.object_store(subjects.RESULTS_OBJECT_BUCKET)
             except NotFoundError:
-                self._objects = await self._js.create_object_store(subjects.RESULTS_OBJECT_BUCKET, ObjectStoreConfig(
-                    ttl=self._settings.results_ttl_s, description="integrations job results above max_payload"))
+                self._objects = await create_replicated(
+                    lambda n: self._js.create_object_store(subjects.RESULTS_OBJECT_BUCKET, ObjectStoreConfig(
+                        ttl=self._settings.results_ttl_s, replicas=n,
+                        description="integrations job results above max_payload")),
+                    self._settings.replicas, f"object store {subjects.RESULTS_OBJECT_BUCKET}")
         return self._objects

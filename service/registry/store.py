@@ -30,6 +30,7 @@ from contracts import subjects
 from contracts.envelope import ErrorCategory, Reason
 from contracts.registry import KEY_PATTERN
 from service.errors import GatewayError
+from service.jsreplicas import apply_replicas, create_replicated, kv_stream, object_stream
 from service.registry.model import Entry, OperationSet
 
 log = logging.getLogger("symbia.integrations.registry")
@@ -70,19 +71,24 @@ class RegistryStore:
 
     # --- lifecycle ---------------------------------------------------------------------------
 
-    async def start(self, nc: Client) -> None:
+    async def start(self, nc: Client, replicas: int = 1) -> None:
         self._nc = nc
         js = nc.jetstream()
         try:
             self._kv = await js.key_value(subjects.REGISTRY_BUCKET)
+            await apply_replicas(js, kv_stream(subjects.REGISTRY_BUCKET), replicas)
         except BucketNotFoundError:
-            self._kv = await js.create_key_value(KeyValueConfig(
-                bucket=subjects.REGISTRY_BUCKET, history=1, description="integration registry entries"))
+            self._kv = await create_replicated(lambda n: js.create_key_value(KeyValueConfig(
+                bucket=subjects.REGISTRY_BUCKET, history=1, replicas=n, description="integration registry entries")),
+                replicas, f"KV bucket {subjects.REGISTRY_BUCKET}")
         try:
             self._objects = await js.object_store(subjects.REGISTRY_DOCS_BUCKET)
+            await apply_replicas(js, object_stream(subjects.REGISTRY_DOCS_BUCKET), replicas)
         except NotFoundError:
-            self._objects = await js.create_object_store(subjects.REGISTRY_DOCS_BUCKET, ObjectStoreConfig(
-                description="operations and inline specs of registry entries"))
+            self._objects = await create_replicated(lambda n: js.create_object_store(
+                subjects.REGISTRY_DOCS_BUCKET, ObjectStoreConfig(
+                    replicas=n, description="operations and inline specs of registry entries")),
+                replicas, f"object store {subjects.REGISTRY_DOCS_BUCKET}")
         self._watcher = await self._kv.watchall()
         while True:  # the initial state, up to the end-of-snapshot marker
             update = await self._watcher.updates(timeout=30)

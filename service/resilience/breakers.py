@@ -121,9 +121,9 @@ class Breakers:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self, nc: Client) -> None:
+    async def start(self, nc: Client, replicas: int = 1) -> None:
         self._nc = nc
-        self._kv = await self._bucket.start(nc)
+        self._kv = await self._bucket.start(nc, replicas)
 
     async def settled(self) -> None:
         """Wait for outcomes reported from synchronous code (`finished_soon`) to be written."""

@@ -64,9 +64,10 @@ class Resilience:
         self._margin_s = settings.deadline_margin_ms / 1000
 
     async def start(self, nc) -> None:
-        await self.policies.start(nc)
-        await self.breakers.start(nc)
-        await self.limiter.start(nc)
+        replicas = self.settings.js_replicas
+        await self.policies.start(nc, replicas)
+        await self.breakers.start(nc, replicas)
+        await self.limiter.start(nc, replicas)
 
     async def close(self) -> None:
         await self.limiter.close()

@@ -3,6 +3,7 @@ within milliseconds of any worker's write, so reads on the hot path never touch 
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 
@@ -11,22 +12,28 @@ from nats.js.api import KeyValueConfig
 from nats.js.errors import BucketNotFoundError
 from nats.js.kv import KeyValue
 
+from service.jsreplicas import apply_replicas, create_replicated, kv_stream
+
 log = logging.getLogger("symbia.integrations.resilience")
 
 _DELETES = ("DEL", "PURGE")
 
 
 async def open_bucket(nc: Client, config: KeyValueConfig) -> KeyValue:
-    """Bind to the bucket when it exists (another worker made it), else create it."""
+    """Bind to the bucket when it exists (another worker made it; its replicas follow
+    `config.replicas`), else create it."""
     js = nc.jetstream()
     try:
-        return await js.key_value(config.bucket)
+        kv = await js.key_value(config.bucket)
     except BucketNotFoundError:
         try:
-            return await js.create_key_value(config)
+            return await create_replicated(lambda n: js.create_key_value(dataclasses.replace(config, replicas=n)),
+                                           config.replicas, f"KV bucket {config.bucket}")
         except Exception:
             # Another worker created it in between: bind (or fail with the real error).
             return await js.key_value(config.bucket)
+    await apply_replicas(js, kv_stream(config.bucket), config.replicas)
+    return kv
 
 
 # Called with (key, value or None when deleted, revision).
@@ -41,8 +48,8 @@ class WatchedBucket:
         self._watcher = None
         self._task: asyncio.Task | None = None
 
-    async def start(self, nc: Client) -> KeyValue:
-        self.kv = await open_bucket(nc, self._config)
+    async def start(self, nc: Client, replicas: int = 1) -> KeyValue:
+        self.kv = await open_bucket(nc, dataclasses.replace(self._config, replicas=replicas))
         self._watcher = await self.kv.watchall()
         while True:  # the current values, up to the end-of-snapshot marker
             update = await self._watcher.updates(timeout=30)

@@ -145,9 +145,9 @@ class RateLimiter:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    async def start(self, nc: Client) -> None:
+    async def start(self, nc: Client, replicas: int = 1) -> None:
         self._kv = await open_bucket(nc, KeyValueConfig(bucket=subjects.RATE_LIMIT_BUCKET, history=1, ttl=_KEY_TTL_S,
-                                                        description="rate-limit token buckets"))
+                                                        replicas=replicas, description="rate-limit token buckets"))
         self._sweeper = asyncio.create_task(self._sweep())
 
     async def close(self) -> None:

@@ -28,8 +28,8 @@ class OrgPolicies:
                                      self._on_update)
         self._kv = None
 
-    async def start(self, nc: Client) -> None:
-        self._kv = await self._bucket.start(nc)
+    async def start(self, nc: Client, replicas: int = 1) -> None:
+        self._kv = await self._bucket.start(nc, replicas)
 
     async def close(self) -> None:
         await self._bucket.close()

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import socket
-import ssl
 
 import nats
 from nats.aio.client import Client
@@ -127,8 +126,9 @@ class UsagePipeline:
             "reconnect_time_wait": 1,
             "inbox_prefix": "_INBOX_worker",
         }
-        if s.nats_tls_ca:
-            options["tls"] = ssl.create_default_context(cafile=str(s.nats_tls_ca))
+        tls = s.nats_tls_context()
+        if tls is not None:
+            options["tls"] = tls
         if s.nats_creds:
             options["user_credentials"] = str(s.nats_creds)
         return options

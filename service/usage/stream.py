@@ -8,6 +8,7 @@ them, so external consumers can replay and a store outage shorter than the limit
 nothing.
 """
 
+import dataclasses
 import logging
 
 from nats.js import JetStreamContext
@@ -20,9 +21,10 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError
 
 from contracts import subjects
+from service.jsreplicas import cannot_place
 
 log = logging.getLogger("symbia.integrations.usage")
 
@@ -40,7 +42,7 @@ def stream_config(settings) -> StreamConfig:
         storage=StorageType.FILE,
         max_age=settings.usage_stream_max_age_s,
         max_bytes=settings.usage_stream_max_bytes,
-        num_replicas=settings.usage_stream_replicas,
+        num_replicas=settings.usage_replicas,
         # JetStream rejects a duplicate window longer than max_age.
         duplicate_window=min(settings.usage_duplicate_window_s, settings.usage_stream_max_age_s),
     )
@@ -78,11 +80,24 @@ async def ensure_stream(js: JetStreamContext, wanted: StreamConfig) -> None:
             await js.add_stream(wanted)
             log.info("created the usage stream %s", wanted.name)
             return
-        except BadRequestError:  # another worker created it a moment ago
-            current = (await js.stream_info(wanted.name)).config
+        except APIError as exc:
+            if cannot_place(exc) and (wanted.num_replicas or 1) > 1:
+                # a single server, or too few peers up: one replica now, scaled up at a later start
+                log.warning("usage stream %s: cannot create %d replicas (%s); created with 1",
+                            wanted.name, wanted.num_replicas, exc.description)
+                await js.add_stream(dataclasses.replace(wanted, num_replicas=1))
+                return
+            if not isinstance(exc, BadRequestError):
+                raise
+            current = (await js.stream_info(wanted.name)).config  # another worker created it a moment ago
     if _differs(current, wanted):
         try:
             await js.update_stream(wanted)
             log.info("updated the usage stream %s to the configured limits", wanted.name)
         except Exception as exc:  # e.g. replicas on a single server: keep running with the old limits
             log.warning("could not update the usage stream %s: %s", wanted.name, exc)
+            if current.num_replicas != wanted.num_replicas:  # the other limits still apply
+                try:
+                    await js.update_stream(dataclasses.replace(wanted, num_replicas=current.num_replicas))
+                except Exception as again:
+                    log.warning("could not update the usage stream %s: %s", wanted.name, again)
