@@ -27,7 +27,7 @@ from nats.js.api import ObjectStoreConfig
 from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
-from api.settings import ApiSettings
+from api.settings import ApiSettings, split_credentials
 from contracts import headers as h
 from contracts.subjects import PAYLOAD_BUCKET, PAYLOAD_BUCKET_DESCRIPTION, PAYLOAD_TTL_S
 
@@ -97,12 +97,13 @@ class BusClient:
         options: dict = {"name": "integrations-api", "max_reconnect_attempts": -1, "reconnect_time_wait": 1,
                          "inbox_prefix": "_INBOX_api", "allow_reconnect": True, "error_cb": self._on_error,
                          "disconnected_cb": self._on_disconnected, "reconnected_cb": self._on_reconnected}
+        servers, auth = split_credentials(self._settings.nats_servers)
+        options.update(auth)
         tls = self._settings.nats_tls_context()
         if tls is not None:
             options["tls"] = tls
         if self._settings.nats_creds:
             options["user_credentials"] = str(self._settings.nats_creds)
-        servers = [s.strip() for s in self._settings.nats_url.split(",") if s.strip()]
         nc = await nats.connect(servers, **options)
         self._prefix = nc.new_inbox()
         await nc.subscribe(f"{self._prefix}.*", cb=self._on_message)

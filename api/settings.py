@@ -2,9 +2,29 @@
 
 import ssl
 from pathlib import Path
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def split_credentials(urls: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The URLs without user and password (or token), and those of the first URL that carries
+    them, as client options: that way they apply to every server, including the cluster nodes the
+    client only learns from the server (nats-py connects to those without credentials otherwise)."""
+    auth: dict[str, str] = {}
+    clean = []
+    for url in urls:
+        parsed = urlsplit(url)
+        if parsed.username and not auth:
+            if parsed.password is None:
+                auth = {"token": unquote(parsed.username)}
+            else:
+                auth = {"user": unquote(parsed.username), "password": unquote(parsed.password)}
+        if parsed.username:
+            parsed = parsed._replace(netloc=parsed.netloc.rpartition("@")[2])
+        clean.append(urlunsplit(parsed))
+    return clean, auth
 
 
 class ApiSettings(BaseSettings):
@@ -48,6 +68,10 @@ class ApiSettings(BaseSettings):
     mcp_max_sessions: int = Field(10_000, ge=1, validation_alias="INTEGRATIONS_MCP_MAX_SESSIONS")
     # Interval of notifications/progress during a tools/call whose client sent a progress token.
     mcp_progress_s: float = Field(5.0, gt=0, validation_alias="INTEGRATIONS_MCP_PROGRESS_S")
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return [s.strip() for s in (self.nats_url or "nats://127.0.0.1:4222").split(",") if s.strip()]
 
     def nats_tls_context(self) -> ssl.SSLContext | None:
         """TLS to NATS with a private CA (NATS_TLS_CA) and/or a client certificate (NATS_TLS_CERT,

@@ -30,7 +30,7 @@ from service.container import Services
 from service.jobs.runner import JobRunner
 from service.jobs.store import JobSettings, JobStore
 from service.openai_compat import openai_error_reply
-from service.settings import Settings
+from service.settings import Settings, split_credentials
 
 log = logging.getLogger("symbia.integrations.worker")
 
@@ -52,7 +52,7 @@ def exception_middleware() -> ExceptionMiddleware:
 
 
 def build_broker(settings: Settings, name: str) -> NatsBroker:
-    servers = [s.strip() for s in (settings.nats_url or "nats://127.0.0.1:4222").split(",") if s.strip()]
+    servers, _ = split_credentials(settings.nats_servers)  # credentials: connect_options
     return NatsBroker(
         servers,
         name=name,

@@ -4,9 +4,9 @@ import logging
 import time
 from typing import Any
 
-from faststream.nats.security import NatsCredentials, NatsSecurity
+from faststream.nats.security import NatsCredentials, NatsSecurity, NatsUserPassword
 
-from service.settings import Settings
+from service.settings import Settings, split_credentials
 
 log = logging.getLogger("symbia.integrations.worker")
 
@@ -32,8 +32,13 @@ def connect_options(settings: Settings) -> dict[str, Any]:
         "error_cb": _QuietErrors(),
     }
     ssl_context = settings.nats_tls_context()
+    _, auth = split_credentials(settings.nats_servers)
     if settings.nats_creds:
         options["security"] = NatsCredentials(credentials=str(settings.nats_creds), ssl_context=ssl_context)
+    elif "password" in auth:
+        options["security"] = NatsUserPassword(auth["user"], auth["password"], ssl_context=ssl_context)
     elif ssl_context:
         options["security"] = NatsSecurity(ssl_context=ssl_context)
+    if "token" in auth:
+        options["token"] = auth["token"]
     return options

@@ -16,6 +16,7 @@ import nats
 from nats.aio.client import Client
 
 from service.commands import Command, Reply
+from service.settings import split_credentials
 from service.usage.events import usage_event
 from service.usage.publisher import UsagePublisher
 from service.usage.store import UsageStore, open_store
@@ -119,13 +120,15 @@ class UsagePipeline:
 
     def _connect_options(self) -> dict:
         s = self.settings
+        servers, auth = split_credentials(s.nats_servers)
         options: dict = {
-            "servers": [u.strip() for u in (s.nats_url or "nats://127.0.0.1:4222").split(",") if u.strip()],
+            "servers": servers,
             "name": f"integrations-usage:{socket.gethostname()}:{os.getpid()}",
             "max_reconnect_attempts": -1,
             "reconnect_time_wait": 1,
             "inbox_prefix": "_INBOX_worker",
         }
+        options.update(auth)
         tls = s.nats_tls_context()
         if tls is not None:
             options["tls"] = tls
