@@ -105,6 +105,7 @@ class Node:
             ("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{self.port}"),
             ("http: 127.0.0.1:8222", f"http: 127.0.0.1:{self.http_port}"),
             ("listen: 0.0.0.0:6222", f"listen: 127.0.0.1:{self.route_port}"),
+            ("max_payload: 16MB", "max_payload: 1MB"),     # so that the claim check is exercised
             ('store_dir: "/var/lib/nats/jetstream"', f'store_dir: "{self.store}"'),
             (f"/etc/nats/tls/nats-{self.index}-key.pem", str(work / "server-key.pem")),
             (f"/etc/nats/tls/nats-{self.index}.pem", str(work / "server.pem")),
@@ -208,7 +209,8 @@ def cluster(llmock):
         api_port = free_port()
         api_env = {**base, "NATS_URL": urls(nodes, "api", PASSWORDS["NATS_API_PASSWORD"]),
                    "INTEGRATIONS_PORT": str(api_port), "INTEGRATIONS_HOST": "127.0.0.1",
-                   "INTEGRATIONS_WORKER_SILENCE_S": "2", "INTEGRATIONS_REQUEST_TIMEOUT_S": "15"}
+                   "INTEGRATIONS_WORKER_SILENCE_S": "2", "INTEGRATIONS_REQUEST_TIMEOUT_S": "15",
+                   "INTEGRATIONS_STREAM_WINDOW": "1"}
         workers = [Process("handlers", worker_env, " ready on ") for _ in range(2)]
         processes += workers
         for worker in workers:
@@ -275,6 +277,27 @@ async def wait_ready(client: httpx.AsyncClient, within_s: float = 20) -> None:
     raise AssertionError("the api did not become ready")
 
 
+async def tour(client: httpx.AsyncClient) -> None:
+    """A stream longer than the api's window (acks to the worker's inbox), a body above the
+    servers' max_payload (the claim check through the object store) and a job (jobs stream,
+    status bucket, results stream)."""
+    async with client.stream("POST", "/api/integrations/execute", json={**CHAT, "stream": True}, timeout=20) as sse:
+        assert sse.status_code == 200
+        events = [line async for line in sse.aiter_lines() if line.startswith("event:")]
+    assert events.count("event: delta") > 2 and events[-1] == "event: done", events
+    big = {**CHAT, "params": {**CHAT["params"], "messages": [{"role": "user", "content": "x" * 1_500_000}]}}
+    reply = await client.post("/api/integrations/execute", json=big, timeout=20)
+    assert reply.status_code == 200, reply.text
+    reply = await client.post("/api/integrations/jobs", json=[{"id": "cluster-job", "request": CHAT}], timeout=10)
+    assert reply.status_code == 202, reply.text
+    for _ in range(100):
+        job = (await client.get("/api/integrations/jobs/cluster-job", timeout=10)).json()
+        if job.get("status") == "succeeded":
+            break
+        await asyncio.sleep(0.2)
+    assert job.get("status") == "succeeded", job
+
+
 async def test_a_worker_and_a_nats_node_die_under_load(cluster, llmock):
     nodes, workers, admin_key, url, work = cluster
     headers = {"x-api-key": admin_key, "x-org-id": "acme"}
@@ -284,9 +307,10 @@ async def test_a_worker_and_a_nats_node_die_under_load(cluster, llmock):
         reply = await client.post("/api/integrations/register", timeout=10, json={
             "key": "pets", "type": "openapi", "openapi": {"spec": SPEC}})
         assert reply.status_code in (200, 201), reply.text
-        policy = {"rateLimits": {"userRpm": 5000, "orgRpm": 5000}}
+        policy = {"rateLimits": {"userRpm": 5000, "orgRpm": 5000, "userTpm": 0, "orgTpm": 0}}
         reply = await client.put("/api/integrations/orgs/acme/policy", json=policy, timeout=10)
         assert reply.status_code == 200, reply.text
+        await tour(client)   # the other paths through NATS, for the permission check at the end
 
         llmock.scenario({"type": "delay", "seconds": 0.25, "times": None})
         results: list[tuple[int, dict]] = []
