@@ -11,8 +11,6 @@ entry and the org policy written before the kills are still there; every JetStre
 what this test does)."""
 
 import asyncio
-import datetime
-import ipaddress
 import os
 import shutil
 import signal
@@ -28,15 +26,12 @@ import httpx
 import nats
 import orjson
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from service.auth.keys import KeyStore
 from service.embedded_nats import find_binary
 from service.process import die_with_parent
 from tests.conftest import CALLER_KEY, OPENAI_KEY, free_port
+from tests.fakes.tls import make_tls
 
 pytestmark = pytest.mark.e2e
 
@@ -56,35 +51,6 @@ ASSETS = {"INTEGRATIONS_USAGE", "INTEGRATIONS_JOBS", "INTEGRATIONS_RESULTS", "KV
 SPEC = {"openapi": "3.0.0", "info": {"title": "Pets", "version": "1"},
         "servers": [{"url": "https://pets.example.com/api"}],
         "paths": {"/pets": {"get": {"operationId": "listPets", "responses": {"200": {"description": "ok"}}}}}}
-
-
-# --- a throwaway CA and one certificate for every node (loopback names), never committed ---------
-
-def make_tls(directory: Path) -> None:
-    now = datetime.datetime.now(datetime.UTC)
-
-    def build(subject: str, issuer_name: x509.Name, public_key, signer, ca: bool) -> x509.Certificate:
-        builder = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-                   .issuer_name(issuer_name).public_key(public_key).serial_number(x509.random_serial_number())
-                   .not_valid_before(now - datetime.timedelta(minutes=5))
-                   .not_valid_after(now + datetime.timedelta(days=1))
-                   .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if not ca:
-            builder = (builder.add_extension(x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                      ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False))
-        return builder.sign(signer, hashes.SHA256())
-
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
-    ca = build("test CA", ca_name, ca_key.public_key(), ca_key, ca=True)
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = build("nats", ca_name, key.public_key(), ca_key, ca=False)
-    (directory / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    (directory / "server.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (directory / "server-key.pem").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
 
 
 # --- the cluster -------------------------------------------------------------------------------------
@@ -250,13 +216,13 @@ async def usage_request_ids(nodes: list[Node], work: Path) -> set[str]:
                 sub = await nc.jetstream().pull_subscribe("integrations.v1.events.usage.>",
                                                           stream="INTEGRATIONS_USAGE")
                 break
-            except nats.errors.TimeoutError:
+            except TimeoutError:               # nats.errors.TimeoutError too
                 if attempt == 3:
                     raise
         for _ in range(100):
             try:
                 msgs = await sub.fetch(200, timeout=1)
-            except nats.errors.TimeoutError:
+            except TimeoutError:               # nats.errors.TimeoutError too
                 break
             ids.update(orjson.loads(m.data)["requestId"] for m in msgs)
         await sub.unsubscribe()
