@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test lint venv venv-test bench asyncapi clean
+.PHONY: run test lint venv venv-test e2e-cluster bench asyncapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ lint: venv-test
 
 test: lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The 3-node NATS cluster of deploy/nats-cluster/ with TLS, per-service permissions and replicated
+# JetStream, two workers and an api under load while a worker and a node die (also part of `test`).
+e2e-cluster: venv-test
+	$(BIN)/python -m pytest tests/e2e/test_cluster.py $(PYTEST_ARGS)
 
 bench: venv-test
 	$(BIN)/python -m bench.latency

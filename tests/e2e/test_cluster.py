@@ -20,6 +20,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import httpx
@@ -71,6 +72,8 @@ class Node:
             ("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{self.port}"),
             ("http: 127.0.0.1:8222", f"http: 127.0.0.1:{self.http_port}"),
             ("listen: 0.0.0.0:6222", f"listen: 127.0.0.1:{self.route_port}"),
+            (f'client_advertise: "nats-{self.index}:4222"', f'client_advertise: "127.0.0.1:{self.port}"'),
+            (f'advertise: "nats-{self.index}:6222"', f'advertise: "127.0.0.1:{self.route_port}"'),
             ("max_payload: 16MB", "max_payload: 1MB"),     # so that the claim check is exercised
             ('store_dir: "/var/lib/nats/jetstream"', f'store_dir: "{self.store}"'),
             (f"/etc/nats/tls/nats-{self.index}-key.pem", str(work / "server-key.pem")),
@@ -311,6 +314,7 @@ async def test_a_worker_and_a_nats_node_die_under_load(cluster, llmock):
         for status, body in failures:
             assert status in (503, 504), (status, body)        # (0 would be a client timeout: a hang)
             assert body["success"] is False and body["retryable"] is True and body.get("reason") in RETRYABLE, body
+        print("failed during the kills:", Counter(body.get("reason") for _, body in failures))
         ok = [body for status, body in results if status == 200]
         assert len(ok) >= len(results) - 12, failures           # only calls in flight at a kill may fail
 
