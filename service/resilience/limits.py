@@ -214,7 +214,7 @@ class RateLimiter:
         if self._kv is None:
             return Permit(headers=self._headers(charges))    # not started: unlimited (and no shared state)
         buckets = [self._bucket(limit) for limit, _ in charges]
-        for _ in range(_ROUNDS):
+        for attempt in range(_ROUNDS + 1):
             if all(b.lease >= cost for b, (_, cost) in zip(buckets, charges, strict=True)):
                 now = time.monotonic()
                 for b, (_, cost) in zip(buckets, charges, strict=True):
@@ -223,13 +223,15 @@ class RateLimiter:
                 return Permit([(limit, cost) for limit, cost in charges if limit.unit == "tokens"],
                               self._headers(charges))
             lacking = [(b, limit, cost) for b, (limit, cost) in zip(buckets, charges, strict=True) if b.lease < cost]
+            if attempt == _ROUNDS:
+                # Checked after the last top-up (which may have succeeded, or let the request through
+                # because the shared bucket was unavailable), so `lacking` is really not empty here.
+                raise rejected(lacking[0][1], 1.0)
             # one NATS round trip for all of them, not one after the other
             waits = await asyncio.gather(*(self._top_up(limit, b, cost) for b, limit, cost in lacking))
             for (_, limit, _), wait in zip(lacking, waits, strict=True):
                 if wait is not None:
                     raise rejected(limit, wait)
-        limit = next(limit for b, (limit, cost) in zip(buckets, charges, strict=True) if b.lease < cost)
-        raise rejected(limit, 1.0)
 
     def settle(self, permit: Permit | None, used_tokens: float) -> None:
         """After the call: give back what the token reservation over-estimated, or take the excess

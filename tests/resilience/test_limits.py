@@ -197,3 +197,26 @@ def test_effective_limits_defaults_and_overrides():
     assert [(limit.scope, limit.limit) for limit in limiter.caller_limits(caller, tokens=True)] == [
         ("user", 100), ("org", 500)]
     assert CALLER_KEY  # the shared caller key is what tests use over HTTP
+
+
+async def test_a_lease_topped_up_in_the_last_round_is_taken_not_an_internal_error():
+    """Concurrent callers took the lease after each top-up; the last top-up (here: the shared bucket
+    unavailable, so the request is let through) gives enough. That used to raise StopIteration
+    inside the coroutine (a 500) while a NATS node failed over (tests/e2e/test_cluster.py)."""
+    policies = OrgPolicies()
+    limiter = RateLimiter(LimitDefaults(user_rpm=100, org_rpm=0), policies)
+    limiter._kv = object()              # started (the top-ups below never touch it)
+    caller = Caller(Principal(id="key:1", type="api_key", organizations=None), "acme")
+    limits = limiter.caller_limits(caller, tokens=False)
+    calls = 0
+
+    async def top_up(limit, bucket, cost):
+        nonlocal calls
+        calls += 1
+        if calls == 4:                  # the first three are taken by others before this caller looks
+            bucket.lease += cost
+        return None
+
+    limiter._top_up = top_up
+    permit = await limiter.acquire(limits)
+    assert permit is not None and calls == 4
