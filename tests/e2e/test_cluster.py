@@ -305,6 +305,8 @@ async def test_a_worker_and_a_nats_node_die_under_load(cluster, llmock):
         workers[0].proc.send_signal(signal.SIGKILL)            # mid-request: it holds some of the 4
         await after(40)
         doomed = api_node(nodes)
+        print("killing the node of:", sorted(c.get("name", "?").split(":")[0]
+                                             for c in doomed.monitor("/connz").get("connections", [])))
         doomed.proc.send_signal(signal.SIGKILL)                # the api's and maybe workers' node
         await asyncio.wait_for(load, 90)
         wait_for_cluster([n for n in nodes if n is not doomed], size=3)   # a meta leader among the survivors
