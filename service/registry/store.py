@@ -170,6 +170,9 @@ class RegistryStore:
         except NotFoundError:
             raise GatewayError(f"The operations of {entry.key} are missing from the registry store; refresh it",
                                ErrorCategory.internal, reason=Reason.INTERNAL) from None
+        except TimeoutError:  # (nats' too) e.g. a NATS cluster electing a new JetStream leader
+            raise GatewayError("The registry store did not answer in time; retry shortly", ErrorCategory.internal,
+                               status=503, retryable=True, reason=Reason.BUS_UNAVAILABLE) from None
         ops = await asyncio.to_thread(OperationSet.from_json, result.data or b"{}")
         self._ops[entry.doc] = ops
         while len(self._ops) > _CACHE_SIZE:
