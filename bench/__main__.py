@@ -77,7 +77,7 @@ PLAN = {
     "http": ("direct", True, "execute chat over HTTP"),
     "nats": ("direct", True, "execute chat over NATS"),
     "embeddings": ("direct-embeddings", True, "execute embeddings over HTTP"),
-    "stream": ("direct-stream", False, "stream TTFB over HTTP SSE"),
+    "stream": ("direct-stream", False, "stream over HTTP SSE (TTFB)"),
     "invoke": ("direct-invoke", True, "invoke OpenAPI op over HTTP"),
 }
 
@@ -346,7 +346,9 @@ def report(data: dict) -> str:
     lines += [header, "-" * len(header)]
     if "direct" in s:
         best = s["direct"]["throughput"]["best"]
-        lines.append(f"{s['direct']['label']:<30} {'':>7} {'':>7} {'':>10} {'':>7} {best['rps']:>10,.0f} "
+        first = s["direct"]["throughput"]["steps"][0]  # alone at its lowest concurrency
+        lines.append(f"{s['direct']['label']:<30} {first['p50_ms']:>7.2f} {first['p99_ms']:>7.2f} {'':>10} {'':>7} "
+                     f"{best['rps']:>10,.0f} "
                      f"{best['concurrency']:>4} {'':>7} {'':>9} {'':>10} {best['loadgen_cpu_pct']:>10.0f}% "
                      f"{best['errors']:>6}")
     for name in ("http", "nats", "embeddings", "stream", "invoke", "peer"):
@@ -370,13 +372,20 @@ def report(data: dict) -> str:
                   f"{best['loadgen_cpu_pct']:>10.0f}%")
         else:
             tp = f"{'-':>10} {'':>4} {'':>7} {'':>9} {'':>10} {'':>11}"
-        label = r["label"] + (" (TTFB)" if name == "stream" else "")
-        lines.append(f"{label:<30} {lat['gateway']['p50_ms']:>7.2f} {lat['gateway']['p99_ms']:>7.2f} "
+        lines.append(f"{r['label']:<30} {lat['gateway']['p50_ms']:>7.2f} {lat['gateway']['p99_ms']:>7.2f} "
                      f"{added:>10.2f} {added_t:>7} {tp} {errors:>6}")
     if "usage" in s:
         u = s["usage"]
         lines.append(f"{'usage store ingest (SQLite)':<30} {u['events_per_s']:,.0f} events/s "
                      f"({u['events']:,} events, batch {u['batch']}, consumer lag after {u['consumer_lag']})")
+    problems = []
+    for name, r in s.items():
+        for where in [r.get("latency", {}), *r.get("throughput", {}).get("steps", [])]:
+            for sample in where.get("error_samples", []):
+                problems.append(f"  {name}: {sample}")
+    if problems:
+        lines.append("ERRORS (first samples):")
+        lines += problems[:10]
     mem = data["memory"]
     lines.append("")
     lines.append(f"memory (MB): api idle {_f(mem['idle_api_rss_mb'], '.0f')}, peak {_f(mem['api_peak_mb'], '.0f')}; "

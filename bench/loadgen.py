@@ -28,7 +28,7 @@ import time
 from typing import Any
 
 CONTENT = re.compile(rb'"content":"[^"]')
-DONE = (b"[DONE]", b"event: done", b"event: end")
+DONE = (b"[DONE]", b"event: done")
 
 
 class CallFailed(Exception):
@@ -62,7 +62,7 @@ def _make_call(spec: dict, http, nc):
                         buffer += data
                         if CONTENT.search(buffer):
                             first = time.perf_counter() - start
-                    tail = (tail + data)[-256:]
+                    tail = (tail + data)[-8192:]  # the end event carries the whole result
             if first is None or not any(marker in tail for marker in DONE):
                 raise CallFailed(f"stream without content or end: {tail[-120:]!r}")
             return first * 1000
