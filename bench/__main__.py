@@ -275,7 +275,7 @@ class Run:
             self.start()
             spec = self.specs[self.args.soak_path]
             self.log(f"soak: {n:,} requests ({self.args.soak_path}) at concurrency {self.args.soak_concurrency}")
-            t0 = time.monotonic()
+            t0 = _LAST["t"] = time.monotonic()
             sample()
             result = self.loadgen.run({"calls": [spec], "concurrency": self.args.soak_concurrency, "requests": n,
                                        "nats_url": self.gateway.nats_url}, on_tick=lambda: _every(sample, interval),
@@ -399,7 +399,7 @@ def report(data: dict) -> str:
 
 
 def soak_report(data: dict) -> str:
-    lines = [f"soak: {data['requests']:,} requests at concurrency {data['config'].get('soak_concurrency', '')} "
+    lines = [f"soak: {data['requests']:,} requests at concurrency {data['config'].get('soak_concurrency', '')}: "
              f"{data['rps']:,.0f} req/s, p50 {data['latency']['p50_ms']:.2f} ms, p99 {data['latency']['p99_ms']:.2f}"
              f" ms, errors {data['errors']}",
              f"{'t s':>6} {'requests':>10} {'api RSS MB':>11} {'worker RSS MB':>14}"]
@@ -407,8 +407,9 @@ def soak_report(data: dict) -> str:
         lines.append(f"{smp['t_s']:>6.0f} {smp['requests']:>10,} {smp['api_rss_mb']:>11.1f} "
                      f"{smp['worker_rss_mb']:>14.1f}")
     for role, g in data["growth"].items():
+        per_10k = g["growth_mb"] / (0.9 * data["requests"]) * 10_000
         lines.append(f"{role}: RSS {g['rss_at_10pct_mb']:.1f} MB at the 10% mark → {g['rss_end_mb']:.1f} MB at the "
-                     f"end = {g['growth_mb']:+.1f} MB")
+                     f"end = {g['growth_mb']:+.1f} MB ({per_10k:+.2f} MB per 10,000 requests)")
     if data["exited"]:
         lines.append(f"processes exited during the soak: {data['exited']}")
     return "\n".join(lines)
