@@ -115,9 +115,13 @@ class Run:
         job = {"calls": [spec], "concurrency": concurrency, "duration_s": self.args.duration,
                "warmup_s": self.args.warmup, "nats_url": self.gateway.nats_url if self.gateway else None}
         before = self.gateway.cpu_s() if gateway else None
+        mock_before, wall_before = stats.process_cpu_s(self.mock.process.pid), time.perf_counter()
         result = self.loadgen.run(job)
+        mock_cpu_s, wall_s = stats.process_cpu_s(self.mock.process.pid) - mock_before, time.perf_counter() - wall_before
         out = {"concurrency": concurrency, "rps": result["rps"], "errors": result["errors"],
                "error_samples": result["error_samples"], "loadgen_cpu_pct": result["cpu_pct"],
+               # the mock's CPU over the whole step (warm-up included), % of one core
+               "mock_cpu_pct": mock_cpu_s / wall_s * 100,
                **stats.summarize(result["latencies"][0]).as_dict()}
         if gateway:
             after = self.gateway.cpu_s()
@@ -136,9 +140,10 @@ class Run:
             out = self.step(spec, c, gateway)
             steps.append(out)
             history.append(stats.Step(c, out["rps"]))
+            gateway_cpu = f", gateway CPU {out['cpu_ms_per_req']:.3f} ms/req" if gateway else ""
             self.log(f"{name}: c={c} {out['rps']:,.0f} req/s, p50 {out['p50_ms']:.2f} ms, loadgen CPU "
-                     f"{out['loadgen_cpu_pct']:.0f}%" + (f", gateway CPU {out['cpu_ms_per_req']:.3f} ms/req"
-                                                         if gateway else "") + f", errors {out['errors']}")
+                     f"{out['loadgen_cpu_pct']:.0f}%, mock CPU {out['mock_cpu_pct']:.0f}%{gateway_cpu}, "
+                     f"errors {out['errors']}")
             if not all_steps and not stats.keep_stepping(history, self.args.min_gain):
                 break
         best = stats.best_step(history)
@@ -192,8 +197,8 @@ class Run:
         log = self.gateway.work / "litellm.log"
         env = {**os.environ, "OPENAI_API_KEY": "sk-bench"}
         proc = subprocess.Popen([exe, "--model", "openai/gpt-4o-mini", "--api_base", f"{self.mock.url}/v1",
-                                 "--host", "127.0.0.1", "--port", str(port)], env=env, stdout=log.open("w"),
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+                                 "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"], env=env,
+                                stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, 90)
             spec = {"kind": "http", "url": f"http://127.0.0.1:{port}/v1/chat/completions", "headers": JSON_HEADERS,
@@ -287,8 +292,11 @@ class Run:
             self.stop()
         growth = {}
         for role in ("api", "worker"):
-            start, end, diff = stats.growth([(s["requests"], s[f"{role}_rss_mb"]) for s in samples], n)
-            growth[role] = {"rss_at_10pct_mb": start, "rss_end_mb": end, "growth_mb": diff}
+            series = [(s["requests"], s[f"{role}_rss_mb"]) for s in samples]
+            start, end, diff = stats.growth(series, n)
+            half, _, second_half = stats.growth(series, n, mark=0.5)
+            growth[role] = {"rss_at_10pct_mb": start, "rss_at_50pct_mb": half, "rss_end_mb": end, "growth_mb": diff,
+                            "second_half_growth_mb": second_half}
         return {"kind": "soak", "elapsed_s": time.monotonic() - started, "config": self.config(),
                 "machine": machine(), "requests": n, "errors": result["errors"],
                 "error_samples": result["error_samples"], "rps": result["rps"], "latency":
@@ -409,7 +417,8 @@ def soak_report(data: dict) -> str:
     for role, g in data["growth"].items():
         per_10k = g["growth_mb"] / (0.9 * data["requests"]) * 10_000
         lines.append(f"{role}: RSS {g['rss_at_10pct_mb']:.1f} MB at the 10% mark → {g['rss_end_mb']:.1f} MB at the "
-                     f"end = {g['growth_mb']:+.1f} MB ({per_10k:+.2f} MB per 10,000 requests)")
+                     f"end = {g['growth_mb']:+.1f} MB ({per_10k:+.2f} MB per 10,000 requests); second half alone "
+                     f"{g['second_half_growth_mb']:+.1f} MB (a leak grows as much in both halves, warm-up flattens)")
     if data["exited"]:
         lines.append(f"processes exited during the soak: {data['exited']}")
     return "\n".join(lines)
