@@ -144,7 +144,7 @@ class Run:
             self.log(f"{name}: c={c} {out['rps']:,.0f} req/s, p50 {out['p50_ms']:.2f} ms, loadgen CPU "
                      f"{out['loadgen_cpu_pct']:.0f}%, mock CPU {out['mock_cpu_pct']:.0f}%{gateway_cpu}, "
                      f"errors {out['errors']}")
-            if not all_steps and not stats.keep_stepping(history, self.args.min_gain):
+            if not all_steps and not stats.keep_stepping(history, self.args.min_gain, self.args.patience):
                 break
         best = stats.best_step(history)
         best_out = next(s for s in steps if s["concurrency"] == best.concurrency)
@@ -308,7 +308,8 @@ class Run:
     def config(self) -> dict:
         a = self.args
         return {"quick": a.quick, "scenarios": list(a.scenarios), "steps": a.steps, "duration_s": a.duration,
-                "warmup_s": a.warmup, "latency_requests": a.requests, "workers": a.workers,
+                "warmup_s": a.warmup, "min_gain": a.min_gain, "patience": a.patience,
+                "latency_requests": a.requests, "workers": a.workers,
                 "upstream_delay_ms": a.upstream_delay_ms, "loadgen_procs": a.loadgen_procs,
                 "usage_events": a.usage_events}
 
@@ -435,6 +436,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", default=None, help="concurrency steps (1,4,16,32,64; quick 1,16,64)")
     p.add_argument("--min-gain", type=float, default=0.05,
                    help="stop stepping when a step improves the best throughput by less than this (0.05)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="steps without that gain before stopping (2; quick 1): one noisy step does not end the run")
     p.add_argument("--requests", type=int, default=None, help="requests per path at c=1 (2000; quick 300)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (1)")
     p.add_argument("--upstream-delay-ms", type=float, default=0.0, help="fixed delay of every mock response")
@@ -452,6 +455,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args.warmup = args.warmup if args.warmup is not None else (0.3 if q else 0.5)
     args.steps = [int(x) for x in (args.steps or ("1,16,64" if q else "1,4,16,32,64")).split(",")]
     args.requests = args.requests or (300 if q else 2000)
+    args.patience = args.patience or (1 if q else 2)
     args.usage_events = args.usage_events or (5000 if q else 20000)
     chosen = args.scenarios.split(",") if args.scenarios else list(SCENARIOS)
     unknown = set(chosen) - set(SCENARIOS)
