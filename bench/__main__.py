@@ -101,9 +101,14 @@ class Run:
         job = {"calls": [self.specs[direct], self.specs[name]], "alternate": True,
                "requests": self.args.requests, "warmup_requests": min(200, self.args.requests),
                "nats_url": self.gateway.nats_url}
+        before = self.gateway.cpu_s()
         result = self.loadgen.run(job)
+        after = self.gateway.cpu_s()
         direct_ms, gateway_ms = result["latencies"]
-        out = {"direct": stats.summarize(direct_ms).as_dict(), "gateway": stats.summarize(gateway_ms).as_dict(),
+        gateway_requests = len(gateway_ms) + job["warmup_requests"]
+        out = {"cpu_ms_per_req_c1": stats.cpu_per_request_ms(before["api"] + before["worker"],
+                                                             after["api"] + after["worker"], gateway_requests),
+               "direct": stats.summarize(direct_ms).as_dict(), "gateway": stats.summarize(gateway_ms).as_dict(),
                "added_p50_ms": stats.added_latency(gateway_ms, direct_ms, 0.50),
                "added_p99_ms": stats.added_latency(gateway_ms, direct_ms, 0.99),
                "errors": result["errors"], "error_samples": result["error_samples"]}
@@ -379,8 +384,8 @@ def report(data: dict) -> str:
             tp = (f"{best['rps']:>10,.0f} {best['concurrency']:>4} {rps_t:>7} "
                   f"{_f(d['rps'] if d else None, ',.0f'):>9} {_f(best.get('cpu_ms_per_req'), '.3f'):>10} "
                   f"{best['loadgen_cpu_pct']:>10.0f}%")
-        else:
-            tp = f"{'-':>10} {'':>4} {'':>7} {'':>9} {'':>10} {'':>11}"
+        else:  # latency only: the CPU per request at c=1
+            tp = f"{'-':>10} {'':>4} {'':>7} {'':>9} {_f(lat.get('cpu_ms_per_req_c1'), '.3f'):>10} {'':>11}"
         lines.append(f"{r['label']:<30} {lat['gateway']['p50_ms']:>7.2f} {lat['gateway']['p99_ms']:>7.2f} "
                      f"{added:>10.2f} {added_t:>7} {tp} {errors:>6}")
     if "usage" in s:
@@ -402,8 +407,9 @@ def report(data: dict) -> str:
                  f"{stats.verdict(mem['idle_worker_rss_mb'], TARGETS['idle_worker_rss_mb'], False)}), "
                  f"peak {_f(mem['worker_peak_mb'], '.0f')}")
     lines.append("added p50 = gateway p50 - direct p50 at c=1, interleaved; best req/s = highest throughput over the "
-                 "concurrency steps; direct@c = the mock directly at that concurrency; CPU ms/req = user+sys of "
-                 "api + worker(s) per request at that step; loadgen CPU = load generator's CPU in % of one core")
+                 "concurrency steps;\ndirect@c = the mock directly at that concurrency; CPU ms/req = user+sys of "
+                 "api + worker(s) per request at that step (stream: at c=1);\nloadgen CPU = the load generator's CPU "
+                 "in % of one core")
     return "\n".join(lines)
 
 
