@@ -245,8 +245,10 @@ class Run:
     def bench(self) -> dict:
         scenarios = self.args.scenarios
         started = time.monotonic()
+        memory: dict = {}
         try:
-            self.start()
+            if set(scenarios) - {"usage"}:
+                self.start()
             if "direct" in scenarios:
                 direct = self.saturate("direct", self.specs["direct"], gateway=False, all_steps=True)
                 self.results["direct"] = {"label": "direct to the mock (chat)", "throughput": direct}
@@ -257,15 +259,17 @@ class Run:
                     self.scenario(name)
             if "peer" in scenarios:
                 self.peer()
-            memory = self.gateway.memory()
+            if self.gateway:
+                memory = self.gateway.memory()
         finally:
             self.stop()
         if "usage" in scenarios:
             self.usage()
         return {"kind": "bench", "elapsed_s": time.monotonic() - started, "config": self.config(),
                 "machine": machine(), "targets": TARGETS,
-                "memory": {"idle_api_rss_mb": self.gateway.idle.get("api_rss_mb"),
-                           "idle_worker_rss_mb": self.gateway.idle.get("worker_rss_mb"), **memory},
+                "memory": {"idle_api_rss_mb": self.gateway.idle.get("api_rss_mb") if self.gateway else None,
+                           "idle_worker_rss_mb": self.gateway.idle.get("worker_rss_mb") if self.gateway else None,
+                           **memory},
                 "scenarios": self.results}
 
     def soak(self) -> dict:
@@ -334,8 +338,22 @@ def machine() -> dict:
         load = os.getloadavg()
     except OSError:
         load = (float("nan"),) * 3
-    return {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "loadavg": load}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    cpu_model = next((line.split(":", 1)[1].strip() for line in _read("/proc/cpuinfo").splitlines()
+                      if line.startswith("model name")), None)
+    return {"cpus": os.cpu_count(), "cpu_model": cpu_model, "python": platform.python_version(),
+            "platform": platform.platform(), "loadavg": load, "commit": commit}
+
+
+def _read(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        return ""
 
 
 # --- report --------------------------------------------------------------------------------
@@ -351,7 +369,7 @@ def report(data: dict) -> str:
     cfg, m = data["config"], data["machine"]
     lines.append(f"python -m bench: {cfg['workers']} worker(s), steps {cfg['steps']} x {cfg['duration_s']:g}s, "
                  f"{cfg['latency_requests']} requests at c=1 per path, upstream delay {cfg['upstream_delay_ms']:g} ms; "
-                 f"{m['cpus']} CPUs, load average {m['loadavg'][0]:.1f} at the end")
+                 f"{m['cpus']} CPUs, load average {m['loadavg'][0]:.1f} at the end, commit {m['commit']}")
     s = data["scenarios"]
     direct_steps = {st["concurrency"]: st for st in s.get("direct", {}).get("throughput", {}).get("steps", [])}
     header = (f"{'scenario':<30} {'p50 ms':>7} {'p99 ms':>7} {'added p50':>10} {'target':>7} "
@@ -402,10 +420,11 @@ def report(data: dict) -> str:
         lines += problems[:10]
     mem = data["memory"]
     lines.append("")
-    lines.append(f"memory (MB): api idle {_f(mem['idle_api_rss_mb'], '.0f')}, peak {_f(mem['api_peak_mb'], '.0f')}; "
-                 f"worker idle {_f(mem['idle_worker_rss_mb'], '.0f')} (target ≤{TARGETS['idle_worker_rss_mb']:g} "
-                 f"{stats.verdict(mem['idle_worker_rss_mb'], TARGETS['idle_worker_rss_mb'], False)}), "
-                 f"peak {_f(mem['worker_peak_mb'], '.0f')}")
+    if mem.get("idle_worker_rss_mb") is not None:
+        idle, target = mem["idle_worker_rss_mb"], TARGETS["idle_worker_rss_mb"]
+        lines.append(f"memory (MB): api idle {_f(mem['idle_api_rss_mb'], '.0f')}, peak "
+                     f"{_f(mem.get('api_peak_mb'), '.0f')}; worker idle {_f(idle, '.0f')} (target ≤{target:g} "
+                     f"{stats.verdict(idle, target, False)}), peak {_f(mem.get('worker_peak_mb'), '.0f')}")
     lines.append("added p50 = gateway p50 - direct p50 at c=1, interleaved; best req/s = highest throughput over the "
                  "concurrency steps;\ndirect@c = the mock directly at that concurrency; CPU ms/req = user+sys of "
                  "api + worker(s) per request at that step (stream: at c=1);\nloadgen CPU = the load generator's CPU "

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from bench import stats
 from service.embedded_nats import EmbeddedNats, find_config
+from service.process import die_with_parent
 
 KEY = "bench-key"
 BIN = Path(sys.executable).parent
@@ -46,7 +47,8 @@ class Mock:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process = subprocess.Popen([sys.executable, "-m", "bench.mock_upstream", "--port", str(self.port),
-                                         "--delay-ms", str(delay_ms)])
+                                         "--delay-ms", str(delay_ms)],
+                                        preexec_fn=die_with_parent)  # no orphans if the harness is killed
         wait_http(f"{self.url}/openapi.json", self.process)
 
     def stop(self) -> None:
@@ -88,7 +90,8 @@ class Gateway:
 
     def _spawn(self, command: str, log: Path) -> subprocess.Popen:
         return subprocess.Popen([str(BIN / "symbia-integrations"), command], env=self.env, cwd=self.work,
-                                stdin=subprocess.DEVNULL, stdout=log.open("w"), stderr=subprocess.STDOUT)
+                                stdin=subprocess.DEVNULL, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                                preexec_fn=die_with_parent)
 
     def start(self, timeout_s: float = 60) -> None:
         (self.work / "data").mkdir()
