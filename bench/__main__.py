@@ -90,6 +90,7 @@ class Run:
         self.gateway: Gateway | None = None
         self.loadgen: LoadGen | None = None
         self.specs: dict[str, dict] = {}
+        self.saw_errors = False
 
     def log(self, text: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
@@ -105,6 +106,7 @@ class Run:
         result = self.loadgen.run(job)
         after = self.gateway.cpu_s()
         direct_ms, gateway_ms = result["latencies"]
+        self.saw_errors = self.saw_errors or result["errors"] > 0
         gateway_requests = len(gateway_ms) + job["warmup_requests"]
         out = {"cpu_ms_per_req_c1": stats.cpu_per_request_ms(before["api"] + before["worker"],
                                                              after["api"] + after["worker"], gateway_requests),
@@ -123,6 +125,7 @@ class Run:
         mock_before, wall_before = stats.process_cpu_s(self.mock.process.pid), time.perf_counter()
         result = self.loadgen.run(job)
         mock_cpu_s, wall_s = stats.process_cpu_s(self.mock.process.pid) - mock_before, time.perf_counter() - wall_before
+        self.saw_errors = self.saw_errors or result["errors"] > 0
         out = {"concurrency": concurrency, "rps": result["rps"], "errors": result["errors"],
                "error_samples": result["error_samples"], "loadgen_cpu_pct": result["cpu_pct"],
                # the mock's CPU over the whole step (warm-up included), % of one core
@@ -232,13 +235,19 @@ class Run:
         self.gateway.start()
         self.specs = calls(self.mock.url, self.gateway.url)
         self.log(f"ready; idle RSS: api {self.gateway.idle['api_rss_mb']:.0f} MB, worker "
-                 f"{self.gateway.idle['worker_rss_mb']:.0f} MB; logs in {self.gateway.work}")
+                 f"{self.gateway.idle['worker_rss_mb']:.0f} MB; logs in {self.gateway.work} (removed at the end "
+                 "unless a request failed or --keep-logs)")
 
-    def stop(self) -> None:
+    def stop(self, ok: bool) -> None:
+        """Stop everything; the gateway's logs and data dir are removed unless the run failed, a
+        request failed, or --keep-logs."""
         if self.loadgen:
             self.loadgen.close()
         if self.gateway:
-            self.gateway.stop()
+            keep = self.args.keep_logs or not ok or self.saw_errors
+            self.gateway.stop(remove=not keep)
+            if keep:
+                self.log(f"logs kept in {self.gateway.work}")
         if self.mock:
             self.mock.stop()
 
@@ -246,6 +255,7 @@ class Run:
         scenarios = self.args.scenarios
         started = time.monotonic()
         memory: dict = {}
+        ok = False
         try:
             if set(scenarios) - {"usage"}:
                 self.start()
@@ -261,8 +271,9 @@ class Run:
                 self.peer()
             if self.gateway:
                 memory = self.gateway.memory()
+            ok = True
         finally:
-            self.stop()
+            self.stop(ok)
         if "usage" in scenarios:
             self.usage()
         return {"kind": "bench", "elapsed_s": time.monotonic() - started, "config": self.config(),
@@ -285,6 +296,7 @@ class Run:
             self.log(f"soak: {last['requests']:>8,} requests  api {last['api_rss_mb']:6.1f} MB  worker "
                      f"{last['worker_rss_mb']:6.1f} MB")
 
+        ok = False
         try:
             self.start()
             spec = self.specs[self.args.soak_path]
@@ -297,8 +309,10 @@ class Run:
             sample()
             memory = self.gateway.memory()
             dead = self.gateway.alive()
+            self.saw_errors = self.saw_errors or result["errors"] > 0 or bool(dead)
+            ok = True
         finally:
-            self.stop()
+            self.stop(ok)
         growth = {}
         for role in ("api", "worker"):
             series = [(s["requests"], s[f"{role}_rss_mb"]) for s in samples]
@@ -474,6 +488,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--soak-interval", type=float, default=3.0, help="seconds between RSS samples (3)")
     p.add_argument("--soak-path", choices=("http", "nats"), default="http")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON to this file")
+    p.add_argument("--keep-logs", action="store_true",
+                   help="keep the gateway's logs and data dir (kept anyway when a request failed)")
     args = p.parse_args(argv)
     q = args.quick
     args.duration = args.duration or (1.0 if q else 3.0)

@@ -4,6 +4,7 @@ as `serve` embeds it), then `symbia-integrations api` and N `symbia-integrations
 processes, each its own process (the CLI execs, so the pids are the processes measured)."""
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -143,7 +144,7 @@ class Gateway:
             dead.append(f"api (exit {self.api.returncode})")
         return dead
 
-    def stop(self) -> None:
+    def stop(self, remove: bool = False) -> None:
         for proc in [self.api, *self.workers]:
             if proc and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -156,3 +157,5 @@ class Gateway:
                     proc.wait()
         if self.nats:
             self.nats.stop()
+        if remove:
+            shutil.rmtree(self.work, ignore_errors=True)
