@@ -1,4 +1,6 @@
 # Two commands: `make run` starts the service, `make test` runs every test CI runs.
+# `make bench` measures latency, throughput, CPU and memory (docs/BENCHMARKS.md); `make soak` RSS over
+# many requests. BENCH_ARGS / SOAK_N pass options: make bench BENCH_ARGS='--quick --json bench.json'.
 # Both create or update the virtualenv in .venv from pyproject.toml first.
 
 PYTHON ?= python3
@@ -7,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_TEST := $(VENV)/.installed-test
 
-.PHONY: run test lint venv venv-test e2e-cluster bench asyncapi clean
+.PHONY: run test lint venv venv-test e2e-cluster bench soak asyncapi clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,8 +41,13 @@ test: lint
 e2e-cluster: venv-test
 	$(BIN)/python -m pytest tests/e2e/test_cluster.py $(PYTEST_ARGS)
 
+SOAK_N ?= 100000
+
 bench: venv-test
-	$(BIN)/python -m bench.latency
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+soak: venv-test
+	$(BIN)/python -m bench --soak $(SOAK_N) $(BENCH_ARGS)
 
 asyncapi: venv
 	$(BIN)/python -m handlers.asyncapi > docs/asyncapi.json

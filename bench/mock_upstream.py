@@ -3,7 +3,10 @@
 
 `"stream": true` chat requests get server-sent chunks: a role chunk, then `max_tokens`
 (default 20) one-token content chunks, each its own write, optionally `--chunk-delay-ms`
-apart, then the finish chunk, a usage chunk and `[DONE]`."""
+apart, then the finish chunk, a usage chunk and `[DONE]`.
+
+`GET /openapi.json` describes one plain JSON operation, `GET /ops/ping` (operationId `ping`),
+served by this mock: the upstream of the OpenAPI invoke benchmark."""
 
 import argparse
 import asyncio
@@ -31,6 +34,18 @@ USAGE_CHUNK = (b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","
 ROLE_CHUNK = _chunk({"role": "assistant", "content": ""})
 FINISH_CHUNK = _chunk({}, "stop")
 TOKEN_CHUNKS = [_chunk({"content": f"tok{i} "}) for i in range(4096)]
+
+
+PING = b'{"ok":true,"service":"bench-mock","items":[1,2,3]}'
+
+
+def openapi_spec(server_url: str) -> bytes:
+    return json.dumps({
+        "openapi": "3.1.0", "info": {"title": "bench mock", "version": "1"}, "servers": [{"url": server_url}],
+        "paths": {"/ops/ping": {"get": {"operationId": "ping", "summary": "a fixed small JSON object",
+                                        "responses": {"200": {"description": "ok", "content": {
+                                            "application/json": {"schema": {"type": "object"}}}}}}}},
+    }).encode()
 
 
 def make_app(delay_s: float, chunk_delay_s: float = 0.0) -> web.Application:
@@ -67,7 +82,15 @@ def make_app(delay_s: float, chunk_delay_s: float = 0.0) -> web.Application:
         await request.read()
         return await reply(EMBEDDINGS)
 
+    async def ping(_request: web.Request) -> web.Response:
+        return await reply(PING)
+
+    async def spec(request: web.Request) -> web.Response:
+        return web.Response(body=openapi_spec(f"{request.scheme}://{request.host}"), content_type="application/json")
+
     app = web.Application()
+    app.router.add_get("/ops/ping", ping)
+    app.router.add_get("/openapi.json", spec)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_post("/v1/embeddings", embeddings)
     return app

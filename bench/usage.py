@@ -212,7 +212,7 @@ def e2e(requests: int, rounds: int, writer: bool) -> None:
 # --- ingest: stream → store ----------------------------------------------------------------------
 
 
-async def ingest(store: str, events: int, batch: int, spread_s: float) -> None:
+async def ingest(store: str, events: int, batch: int, spread_s: float, quiet: bool = False) -> dict:
     server = EmbeddedNats(Path(tempfile.mkdtemp(prefix="bench-nats-")) / "js")
     url = server.start()
     schema = f"bench_usage_{secrets.token_hex(4)}" if store == "postgres" else None
@@ -234,7 +234,9 @@ async def ingest(store: str, events: int, batch: int, spread_s: float) -> None:
         if i % 5000 == 4999:
             await js.publish_async_completed()
     await js.publish_async_completed()
-    print(f"published {events} events to the stream in {time.perf_counter() - started:.1f}s")
+    publish_s = time.perf_counter() - started
+    if not quiet:
+        print(f"published {events} events to the stream in {publish_s:.1f}s")
 
     pipeline = UsagePipeline(settings)
     started = time.perf_counter()
@@ -252,9 +254,17 @@ async def ingest(store: str, events: int, batch: int, spread_s: float) -> None:
         server.stop()
         if schema:
             await drop_schema(schema)
-    print(f"{store}: {events} events (timestamps spread over {spread_s:g}s, 20 orgs, 200 users) from the stream "
-          f"into the store in {elapsed:.1f}s = {events / elapsed:,.0f} events/s (batch {settings.usage_batch_size}, "
-          f"consumer lag after: {lag})")
+    if not quiet:
+        print(f"{store}: {events} events (timestamps spread over {spread_s:g}s, 20 orgs, 200 users) from the stream "
+              f"into the store in {elapsed:.1f}s = {events / elapsed:,.0f} events/s (batch "
+              f"{settings.usage_batch_size}, consumer lag after: {lag})")
+    return {"store": store, "events": events, "batch": settings.usage_batch_size, "publish_s": publish_s,
+            "elapsed_s": elapsed, "events_per_s": events / elapsed, "consumer_lag": lag}
+
+
+def ingest_rate(events: int, store: str = "sqlite") -> dict:
+    """`python -m bench`'s usage scenario (in a child process): the ingest figures, printed nothing."""
+    return uvloop.run(ingest(store, events, Settings.model_fields["usage_batch_size"].default, 600.0, quiet=True))
 
 
 # --- summary over N rows -------------------------------------------------------------------------

@@ -1,11 +1,15 @@
 """The worker: broker factory, subscribers and lifecycle.
 
 `build_app(settings)` returns the FastStream application that `symbia-integrations worker`
-runs. Every request-reply subscriber joins the queue group shared by all workers and runs
-up to INTEGRATIONS_WORKER_CONCURRENCY messages at once (FastStream handles one at a time
-without `max_workers`).
+runs. Every request-reply and stream endpoint joins the queue group shared by all workers and
+runs up to INTEGRATIONS_WORKER_CONCURRENCY messages at once. Endpoints are served by the direct
+lane (handlers/lane.py: nats-py subscriptions on the broker's connection) unless
+INTEGRATIONS_BUS_LANE=faststream, which declares them as FastStream subscribers (FastStream
+handles one message at a time without `max_workers`); the AsyncAPI document is generated
+from the FastStream declarations of the same table.
 """
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -23,6 +27,7 @@ from contracts.health import WorkerPing
 from handlers.bus import BusEndpoint, Heartbeats, as_message, run_observed
 from handlers.connection import connect_options
 from handlers.jobs import InteractiveFirst, JobConsumer
+from handlers.lane import DirectLane, Endpoint
 from handlers.payloads import PayloadStore
 from handlers.streams import StreamEndpoint, StreamFlows
 from service import __version__
@@ -64,8 +69,20 @@ def build_broker(settings: Settings, name: str) -> NatsBroker:
     )
 
 
-def build_app(settings: Settings) -> FastStream:
+def faststream_reply(endpoint: Endpoint):
+    """An endpoint as a FastStream subscriber function (the reply becomes a NatsResponse)."""
+    async def subscriber(message: NatsMessage) -> NatsResponse | None:
+        out = await endpoint(message)   # NatsMessage has the attributes of InboundMessage
+        return None if out is None else NatsResponse(out.body, headers=out.headers)
+
+    return subscriber
+
+
+def build_app(settings: Settings, lane: str | None = None) -> FastStream:
+    """`lane` overrides settings.bus_lane (the AsyncAPI document is built with "faststream")."""
     broker = build_broker(settings, f"integrations-worker:{WORKER_ID}")
+    direct = DirectLane(subjects.QUEUE_GROUP, settings.worker_concurrency) \
+        if (lane or settings.bus_lane) == "direct" else None
     services = Services(settings)
     state: dict[str, object] = {}
 
@@ -78,13 +95,19 @@ def build_app(settings: Settings) -> FastStream:
     # Request-reply calls (and streams) go first when jobs saturate the worker's CPU (docs/JOBS.md).
     interactive = InteractiveFirst(settings.job_yield_lag_ms / 1000)
 
+    def serve(subject: str, run: Endpoint, description: str, replies: bool) -> None:
+        if direct is not None:
+            direct.add(subject, run)
+            return
+        broker.subscriber(
+            subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
+            decoder=as_message, no_reply=not replies, title=subject, description=description,
+        )(faststream_reply(run))
+
     def endpoint(subject: str, handler, prefix: str, description: str, render=None) -> None:
         run = BusEndpoint(handler, prefix, payloads, heartbeats, services.observers, lambda: broker.connection,
                           render, load=interactive)
-        broker.subscriber(
-            subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
-            decoder=as_message, title=subject, description=description,
-        )(run)
+        serve(subject, run, description, replies=True)
 
     def flows() -> StreamFlows:
         return state["flows"]  # type: ignore[return-value]
@@ -93,10 +116,7 @@ def build_app(settings: Settings) -> FastStream:
         """A streaming subject (docs/STREAMING.md): replies are published by the endpoint itself."""
         run = StreamEndpoint(opener, prefix, payloads, heartbeats, flows, services.observers, render,
                              load=interactive)
-        broker.subscriber(
-            subject, queue=subjects.QUEUE_GROUP, max_workers=settings.worker_concurrency,
-            decoder=as_message, no_reply=True, title=subject, description=description,
-        )(run)
+        serve(subject, run, description, replies=False)
 
     endpoint(subjects.EXECUTE, services.execute, services.execute.request_id_prefix,
              "Execute an LLM operation; request = ExecuteRequest JSON, reply = the HTTP body with x-status.")
@@ -223,6 +243,8 @@ def build_app(settings: Settings) -> FastStream:
         assert services.job_signer is not None       # services.load() ran before
         services.jobs.open(store, services.job_signer)
         state["job_store"] = store
+        if direct is not None:     # everything the endpoints use exists: take requests
+            await direct.start(nc)
 
     async def started() -> None:
         await start_job_slots()
@@ -261,9 +283,12 @@ def build_app(settings: Settings) -> FastStream:
             with contextlib.suppress(Exception):
                 await subscription.drain()
             subscriber.subscription = None
+        draining = [direct.drain(settings.drain_timeout_s)] if direct is not None else []
         consumer = state.get("jobs")
         if isinstance(consumer, JobConsumer):   # running jobs finish (or are handed back) while requests drain
-            await consumer.stop(settings.drain_timeout_s)
+            draining.append(consumer.stop(settings.drain_timeout_s))
+        await asyncio.gather(*draining)
+        if isinstance(consumer, JobConsumer):
             await interactive.stop()
 
     async def stopped() -> None:

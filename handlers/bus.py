@@ -12,11 +12,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from faststream.nats import NatsMessage
-from faststream.nats.response import NatsResponse
 from nats.aio.client import Client
 
 from contracts import headers as h
 from contracts.envelope import ErrorCategory, Reason
+from handlers.lane import InboundMessage, Outgoing
 from handlers.payloads import PayloadStore
 from service.commands import Command, Handler, Reply, error_reply, new_request_id, run_command
 from service.errors import GatewayError
@@ -29,7 +29,11 @@ CallObserver = Callable[[Command, Reply], Awaitable[None]]
 ReplyRenderer = Callable[[Reply], Reply]
 
 
-async def load_body(command: Command, message: NatsMessage, payloads: PayloadStore) -> None:
+# A request as either lane delivers it: FastStream's NatsMessage or the direct lane's InboundMessage.
+BusMessage = NatsMessage | InboundMessage
+
+
+async def load_body(command: Command, message: BusMessage, payloads: PayloadStore) -> None:
     """Drops a request that waited past its requester's deadline, and fetches a claim-checked
     body; either way before any upstream work."""
     now_ms = time.time() * 1000
@@ -140,7 +144,7 @@ class BusEndpoint:
         self._observers = observers  # the live list: pipelines may register after start-up
         self._render = render
 
-    async def __call__(self, message: NatsMessage) -> NatsResponse:
+    async def __call__(self, message: BusMessage) -> Outgoing:
         headers = message.headers or {}
         command = Command(b"", headers, new_request_id(headers, self._prefix))
         heartbeats = self._heartbeats() if headers.get(h.PROGRESS) == "1" and message.reply_to else None
@@ -171,20 +175,17 @@ class BusEndpoint:
             reply = self._render(reply)
         return await self._encode(reply)
 
-    async def _reply(self, message: NatsMessage, command: Command) -> Reply:
+    async def _reply(self, message: BusMessage, command: Command) -> Reply:
         async def handle(command: Command) -> Reply:
             await load_body(command, message, self._payloads())
             return await self._handler(command)
 
         return await run_observed(handle, command, self._observers)
 
-    async def _encode(self, reply: Reply) -> NatsResponse:
+    async def _encode(self, reply: Reply) -> Outgoing:
         headers = {**reply.headers, h.STATUS: str(reply.status)}
         payloads = self._payloads()
         if payloads.fits(reply.body):
-            return NatsResponse(reply.body, headers=headers)
+            return Outgoing(reply.body, headers)
         headers[h.PAYLOAD_REF] = await payloads.put(reply.body)
-        return NatsResponse(b"", headers=headers)
-
-
-Subscriber = Callable[[NatsMessage], Awaitable[NatsResponse]]
+        return Outgoing(b"", headers)

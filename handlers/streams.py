@@ -17,12 +17,20 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from faststream.nats import NatsMessage
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from contracts import headers as h
-from handlers.bus import CallObserver, Heartbeats, ReplyRenderer, RequestLoad, load_body, notify, worker_stopping
+from handlers.bus import (
+    BusMessage,
+    CallObserver,
+    Heartbeats,
+    ReplyRenderer,
+    RequestLoad,
+    load_body,
+    notify,
+    worker_stopping,
+)
 from handlers.payloads import PayloadStore
 from service.commands import Command, Reply, error_reply, failure_reply, new_request_id
 from service.stream import ChatStream
@@ -160,7 +168,7 @@ class StreamEndpoint:
         self._observers = observers
         self._render = render
 
-    async def __call__(self, message: NatsMessage) -> None:
+    async def __call__(self, message: BusMessage) -> None:
         reply_to = message.reply_to
         if not reply_to:
             return  # nobody to stream to

@@ -65,6 +65,10 @@ class Settings(BaseSettings):
     # --- worker ----------------------------------------------------------------------------
     worker_concurrency: int = Field(256, ge=1, le=10_000, validation_alias="INTEGRATIONS_WORKER_CONCURRENCY")
     drain_timeout_s: float = Field(30.0, gt=0, validation_alias="INTEGRATIONS_DRAIN_TIMEOUT_S")
+    # How workers take request-reply and stream messages: "direct" subscribes on the broker's
+    # nats-py connection (about twice the messages per CPU second), "faststream" through
+    # FastStream subscribers (handlers/lane.py, docs/BENCHMARKS.md).
+    bus_lane: Literal["direct", "faststream"] = Field("direct", validation_alias="INTEGRATIONS_BUS_LANE")
     heartbeat_s: float = Field(2.0, gt=0, validation_alias="INTEGRATIONS_HEARTBEAT_S")
 
     # --- upstream HTTP ---------------------------------------------------------------------

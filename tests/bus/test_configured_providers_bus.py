@@ -219,3 +219,47 @@ async def test_configured_providers_stream_on_execute_and_v1(configured, hf_fake
     assert response.text.rstrip().endswith("data: [DONE]")
     text = "".join((c["choices"][0]["delta"].get("content") or "") for c in chunks if c["choices"])
     assert text == "hf says: hello v1" and chunks[-1]["usage"]["total_tokens"] == 11
+
+
+async def test_a_provider_from_the_file_is_an_mcp_tool(configured, hf_fake):
+    """The MCP endpoint lists a file-defined provider's operations as tools and calls them through
+    the same execute pipeline (official SDK client over real HTTP)."""
+    import asyncio
+
+    import httpx2
+    import uvicorn
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+
+    from tests.conftest import free_port
+
+    _, client, _ = configured
+    port = free_port()
+    url = client.connected_url
+    api = create_app(ApiSettings(_env_file=None, nats_url=f"nats://{url.hostname}:{url.port}", worker_silence_s=3))
+    server = uvicorn.Server(uvicorn.Config(api, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    try:
+        for _ in range(500):
+            if server.started or task.done():
+                break
+            await asyncio.sleep(0.02)
+        assert server.started, "the api did not start"
+        async with httpx2.AsyncClient(headers={"X-API-Key": CALLER_KEY}, timeout=30) as http_client, \
+                Client(streamable_http_client(f"http://127.0.0.1:{port}/api/integrations/mcp",
+                                              http_client=http_client)) as mcp:
+            names = set()
+            cursor = None
+            while True:
+                page = await mcp.list_tools(cursor=cursor)
+                names |= {tool.name for tool in page.tools}
+                if not (cursor := page.next_cursor):
+                    break
+            assert {"acme_chat_completions_create", "acme_embeddings_create"} <= names
+            result = await mcp.call_tool("acme_chat_completions_create", {
+                "model": "acme-large", "messages": [{"role": "user", "content": "hello from an mcp client"}]})
+        assert result.is_error is False, result
+        assert result.structured_content["provider"] == "acme" and result.structured_content["usage"]["totalTokens"] > 0
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 15)

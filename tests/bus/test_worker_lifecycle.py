@@ -20,10 +20,12 @@ SLOW = orjson.dumps({"provider": "openai", "operation": "chat.completions",
 
 @pytest.fixture
 async def lone_worker(settings, request):
-    """A worker alone on a NATS server of its own; `request.param` is its drain timeout."""
+    """A worker alone on a NATS server of its own; `request.param` is its drain timeout and the
+    lane it takes requests on (both lanes drain the same way: handlers/lane.py)."""
+    drain_timeout_s, lane = request.param
     server = EmbeddedNats(Path(tempfile.mkdtemp(prefix="lifecycle-")) / "js")
     url = server.start()
-    app = build_app(settings.model_copy(update={"nats_url": url, "drain_timeout_s": request.param}))
+    app = build_app(settings.model_copy(update={"nats_url": url, "drain_timeout_s": drain_timeout_s}), lane=lane)
     await app.start()
     nc = await nats.connect(url)
     try:
@@ -33,7 +35,7 @@ async def lone_worker(settings, request):
         server.stop()
 
 
-@pytest.mark.parametrize("lone_worker", [10.0], indirect=True)
+@pytest.mark.parametrize("lone_worker", [(10.0, "direct"), (10.0, "faststream")], indirect=True)
 async def test_draining_worker_finishes_its_request_and_takes_no_new_ones(lone_worker, llmock):
     app, nc = lone_worker
     llmock.scenario({"type": "delay", "seconds": 1.5})
@@ -51,7 +53,7 @@ async def test_draining_worker_finishes_its_request_and_takes_no_new_ones(lone_w
     await stopping
 
 
-@pytest.mark.parametrize("lone_worker", [0.5], indirect=True)
+@pytest.mark.parametrize("lone_worker", [(0.5, "direct"), (0.5, "faststream")], indirect=True)
 async def test_a_request_cut_by_the_drain_timeout_gets_a_retryable_503(lone_worker, llmock):
     app, nc = lone_worker
     llmock.scenario({"type": "delay", "seconds": 4})
@@ -127,7 +129,7 @@ async def test_a_starting_worker_answers_every_request_it_takes(settings):
         server.stop()
 
 
-@pytest.mark.parametrize("lone_worker", [0.5], indirect=True)
+@pytest.mark.parametrize("lone_worker", [(0.5, "direct"), (0.5, "faststream")], indirect=True)
 async def test_a_stream_cut_by_the_drain_timeout_ends_with_a_retryable_503(lone_worker, llmock):
     app, nc = lone_worker
     llmock.scenario({"type": "stream_fault", "kind": "stall", "after_chunks": 2, "stall_seconds": 5})
@@ -153,3 +155,22 @@ async def test_a_stream_cut_by_the_drain_timeout_ends_with_a_retryable_503(lone_
     assert end.headers["x-seq"] == str(int(chunk.headers["x-seq"]) + 1)
     assert body["reason"] == "worker_stopping" and body["retryable"]
     assert time.monotonic() - started < 3
+
+
+@pytest.mark.parametrize("lone_worker", [(5.0, "direct"), (5.0, "faststream")], indirect=True)
+async def test_a_bug_in_an_endpoint_still_answers_with_the_envelope(lone_worker, monkeypatch):
+    """Whatever escapes an endpoint becomes a 500 in the error envelope on either lane, so the
+    requester does not wait out its timeout."""
+    app, nc = lone_worker
+
+    async def broken(command):
+        raise RuntimeError("a bug")
+
+    # run_command turns handler errors into the envelope itself; break the glue around it.
+    monkeypatch.setattr("handlers.bus.run_observed", lambda *a, **k: broken(None))
+    started = time.monotonic()
+    reply = await nc.request("integrations.v1.execute", SLOW, timeout=5, headers={"x-api-key": CALLER_KEY})
+    assert time.monotonic() - started < 2
+    body = orjson.loads(reply.data)
+    assert reply.headers["x-status"] == "500" and body["reason"] == "internal_error" and body["success"] is False
+    await app.stop()
