@@ -104,13 +104,15 @@ class Node:
 
 
 def wait_for_cluster(nodes: list[Node], timeout_s: float = 30, size: int = 3) -> None:
-    """Every node sees the same JetStream meta leader and a meta group of 3."""
+    """Every node sees the same JetStream meta leader and a meta group of 3, and reports healthy
+    (/healthz checks that its JetStream is current with the meta leader)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
             metas = [n.monitor("/jsz").get("meta_cluster") or {} for n in nodes]
             if all(m.get("leader") and m.get("cluster_size") == size for m in metas) \
-                    and len({m["leader"] for m in metas}) == 1:
+                    and len({m["leader"] for m in metas}) == 1 \
+                    and all(n.monitor("/healthz").get("status") == "ok" for n in nodes):
                 return
         except httpx.HTTPError:
             pass
