@@ -19,7 +19,7 @@ from service.resilience.breaker import (
     after_success,
     claim_probe,
 )
-from service.resilience.breakers import Breakers
+from service.resilience.breakers import Breakers, RateWindow
 from service.resilience.buckets import Level, wait_for
 from service.resilience.deadline import Deadline
 from service.resilience.failures import health_failure, retryable_failure
@@ -186,3 +186,18 @@ async def test_a_deadline_cut_and_a_disabled_breaker_count_nothing():
     assert breakers.circuit("openai") is None
     off = Breakers(POLICY, enabled=False)
     assert await off.admit("openai", provider="openai", hold_s=1) is None
+
+
+def test_the_failure_rate_window_counts_recent_calls_in_constant_memory():
+    window = RateWindow()
+    for i in range(100_000):                       # 100k calls within one 60 s window
+        window.add(1000 + i * 0.0005, failed=i % 4 == 0, window_s=60)
+    assert window.calls == 100_000 and window.failures == 25_000
+    assert len(window.slices) <= RateWindow.BUCKETS + 1
+    window.add(1000 + 50 + 60, failed=False, window_s=60)    # 60 s after the last burst: all old slices gone
+    assert window.calls == 1 and window.failures == 0
+    window.add(1200, failed=True, window_s=60)
+    window.add(1230, failed=False, window_s=60)
+    assert (window.calls, window.failures) == (2, 1)      # both inside the last 60 s
+    window.add(1262, failed=False, window_s=60)
+    assert (window.calls, window.failures) == (2, 0)      # the failure at 1200 slid out
