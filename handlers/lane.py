@@ -4,10 +4,12 @@ connection, without FastStream's per-message pipeline.
 Why: on this stack FastStream's subscriber costs ~0.8 ms of CPU per message against ~0.35 ms for a
 nats-py subscription (reference/perf-ceiling.md §3.2); on the 2-core machine of
 docs/BENCHMARKS.md one worker serves ~1,000 execute calls per second over NATS through
-FastStream subscribers and ~2,500 through this lane. FastStream still owns the application: lifecycle hooks, the connection
-(this lane subscribes on `broker.connection`), the fan-out and health subscribers and the
-AsyncAPI document, which is generated from the same endpoint table with the FastStream lane
-(`INTEGRATIONS_BUS_LANE=faststream` serves every subject through FastStream subscribers instead).
+FastStream subscribers and ~2,500 through this lane.
+
+FastStream still owns the application: lifecycle hooks, the connection (this lane subscribes
+on `broker.connection`), the fan-out and health subscribers and the AsyncAPI document, which is
+generated from the same endpoint table with the FastStream lane (`INTEGRATIONS_BUS_LANE=faststream`
+serves every subject through FastStream subscribers instead).
 
 What FastStream's subscriber gave that the lane keeps: the queue group, at most `concurrency`
 messages in flight per subject (further messages wait in the subscription), a reply in the error
