@@ -27,8 +27,9 @@ from nats.js.api import ObjectStoreConfig
 from nats.js.errors import NotFoundError
 from nats.js.object_store import ObjectStore
 
-from api.settings import ApiSettings, split_credentials
+from api.settings import ApiSettings
 from contracts import headers as h
+from contracts.natsurl import split_credentials
 from contracts.subjects import PAYLOAD_BUCKET, PAYLOAD_BUCKET_DESCRIPTION, PAYLOAD_TTL_S
 
 _HEADROOM = 64 * 1024  # headers and framing count against max_payload

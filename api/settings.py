@@ -2,29 +2,9 @@
 
 import ssl
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-
-def split_credentials(urls: list[str]) -> tuple[list[str], dict[str, str]]:
-    """The URLs without user and password (or token), and those of the first URL that carries
-    them, as client options: that way they apply to every server, including the cluster nodes the
-    client only learns from the server (nats-py connects to those without credentials otherwise)."""
-    auth: dict[str, str] = {}
-    clean = []
-    for url in urls:
-        parsed = urlsplit(url)
-        if parsed.username and not auth:
-            if parsed.password is None:
-                auth = {"token": unquote(parsed.username)}
-            else:
-                auth = {"user": unquote(parsed.username), "password": unquote(parsed.password)}
-        if parsed.username:
-            parsed = parsed._replace(netloc=parsed.netloc.rpartition("@")[2])
-        clean.append(urlunsplit(parsed))
-    return clean, auth
 
 
 class ApiSettings(BaseSettings):
@@ -75,7 +55,8 @@ class ApiSettings(BaseSettings):
 
     def nats_tls_context(self) -> ssl.SSLContext | None:
         """TLS to NATS with a private CA (NATS_TLS_CA) and/or a client certificate (NATS_TLS_CERT,
-        NATS_TLS_KEY); None: the client's default (TLS only for tls:// URLs, system CAs)."""
+        NATS_TLS_KEY); None: the client's default (TLS only for tls:// URLs, system CAs). The
+        worker's Settings has the same method: the api imports no service code."""
         if not (self.nats_tls_ca or self.nats_tls_cert):
             return None
         context = ssl.create_default_context(cafile=str(self.nats_tls_ca) if self.nats_tls_ca else None)

@@ -24,6 +24,7 @@ from contracts import headers as h
 from contracts import subjects
 from contracts.envelope import ErrorCategory, Reason, envelope_json, error_envelope
 from contracts.health import WorkerPing
+from contracts.natsurl import split_credentials
 from handlers.bus import BusEndpoint, Heartbeats, as_message, run_observed
 from handlers.connection import connect_options
 from handlers.jobs import InteractiveFirst, JobConsumer
@@ -35,7 +36,7 @@ from service.container import Services
 from service.jobs.runner import JobRunner
 from service.jobs.store import JobSettings, JobStore
 from service.openai_compat import openai_error_reply
-from service.settings import Settings, split_credentials
+from service.settings import Settings
 
 log = logging.getLogger("symbia.integrations.worker")
 

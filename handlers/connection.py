@@ -6,7 +6,8 @@ from typing import Any
 
 from faststream.nats.security import NatsCredentials, NatsSecurity, NatsUserPassword
 
-from service.settings import Settings, split_credentials
+from contracts.natsurl import split_credentials
+from service.settings import Settings
 
 log = logging.getLogger("symbia.integrations.worker")
 

@@ -10,7 +10,6 @@ import ssl
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 from dotenv import dotenv_values
 from pydantic import AliasChoices, Field, PrivateAttr, field_validator, model_validator
@@ -19,25 +18,6 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
-
-
-def split_credentials(urls: list[str]) -> tuple[list[str], dict[str, str]]:
-    """The URLs without user and password (or token), and those of the first URL that carries
-    them, as client options: that way they apply to every server, including the cluster nodes the
-    client only learns from the server (nats-py connects to those without credentials otherwise)."""
-    auth: dict[str, str] = {}
-    clean = []
-    for url in urls:
-        parsed = urlsplit(url)
-        if parsed.username and not auth:
-            if parsed.password is None:
-                auth = {"token": unquote(parsed.username)}
-            else:
-                auth = {"user": unquote(parsed.username), "password": unquote(parsed.password)}
-        if parsed.username:
-            parsed = parsed._replace(netloc=parsed.netloc.rpartition("@")[2])
-        clean.append(urlunsplit(parsed))
-    return clean, auth
 
 
 class Settings(BaseSettings):

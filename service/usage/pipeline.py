@@ -15,8 +15,8 @@ import socket
 import nats
 from nats.aio.client import Client
 
+from contracts.natsurl import split_credentials
 from service.commands import Command, Reply
-from service.settings import split_credentials
 from service.usage.events import usage_event
 from service.usage.publisher import UsagePublisher
 from service.usage.store import UsageStore, open_store

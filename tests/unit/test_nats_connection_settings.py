@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from api.settings import ApiSettings
-from api.settings import split_credentials as api_split
+from contracts.natsurl import split_credentials
 from handlers.connection import connect_options
-from service.settings import Settings, split_credentials
+from service.settings import Settings
 from tests.fakes.tls import make_tls
 
 
-@pytest.mark.parametrize("split", [split_credentials, api_split])
+@pytest.mark.parametrize("split", [split_credentials])
 def test_credentials_leave_the_urls_and_apply_to_every_server(split):
     assert split(["tls://worker:p%40ss@nats-1:4222", "tls://worker:p%40ss@nats-2:4222"]) == (
         ["tls://nats-1:4222", "tls://nats-2:4222"], {"user": "worker", "password": "p@ss"})
