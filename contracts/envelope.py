@@ -112,6 +112,7 @@ class Reason:
     JOB_CANCELLED = "job_cancelled"
     JOB_GRANT_INVALID = "job_grant_invalid"
     JOB_ATTEMPTS_EXHAUSTED = "job_attempts_exhausted"
+    JOB_EXPIRED = "job_expired"
     BATCH_TOO_LARGE = "batch_too_large"
     # usage store (docs/USAGE.md)
     STORE_UNAVAILABLE = "store_unavailable"

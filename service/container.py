@@ -123,7 +123,8 @@ class Services:
                                    RegisterRequest),
         }
         self.jobs = JobsService(access=self.access, handlers=self.job_handlers,
-                                grant_ttl_s=settings.job_grant_ttl_s, batch_max=settings.job_batch_max)
+                                grant_ttl_s=settings.job_grant_ttl_s, batch_max=settings.job_batch_max,
+                                max_age_s=settings.job_max_age_s)
         self.job_signer: JobSigner | None = None       # loaded at load() (it may create the key file)
 
         # --- usage events of every authenticated call, the usage store and its queries (docs/USAGE.md)

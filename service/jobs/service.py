@@ -5,8 +5,9 @@ POST / GET / DELETE /api/integrations/jobs). Reads are scoped to the caller's re
 organization: a job of another organization is "not found".
 """
 
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import orjson
 from pydantic import ValidationError
@@ -39,6 +40,17 @@ def cancelled_envelope(job_id: str) -> bytes:
                                         reason=Reason.JOB_CANCELLED, request_id=job_id, duration_ms=0))
 
 
+def expired_envelope(job_id: str, max_age_s: float) -> bytes:
+    return envelope_json(error_envelope(
+        f"No worker took the job within INTEGRATIONS_JOB_MAX_AGE_S ({max_age_s:g} s); JetStream dropped it unrun",
+        ErrorCategory.timeout, reason=Reason.JOB_EXPIRED, request_id=job_id, duration_ms=0, retryable=True))
+
+
+# A queued record is declared expired this long after the queue's max age: JetStream's expiry of
+# the message runs on the server's clock and timer, not exactly at created_at + max_age.
+EXPIRY_GRACE_S = 5.0
+
+
 def job_message_headers(job_id: str, grant: Grant, signature: str, reply_to: str | None,
                         forwarded: Mapping[str, str]) -> dict[str, str]:
     out = {k: v for k in FORWARDED_HEADERS if (v := forwarded.get(k))}
@@ -52,8 +64,10 @@ class JobsService:
     request_id_prefix = "req"
 
     def __init__(self, *, access: Access, handlers: Mapping[str, JobHandler], grant_ttl_s: float,
-                 batch_max: int) -> None:
+                 batch_max: int, max_age_s: float = 86400.0, clock: Callable[[], float] = time.time) -> None:
         self._access = access
+        self._max_age_s = max_age_s
+        self._clock = clock
         self._handlers = handlers       # the live mapping: kinds may be added after construction
         self._grant_ttl_s = grant_ttl_s
         self._batch_max = batch_max
@@ -158,7 +172,8 @@ class JobsService:
     async def get(self, command: Command) -> Reply:
         caller = await self._access.caller(command.headers)
         job_id = JobRef.model_validate_json(command.body or b"{}").id
-        record, _ = await self._own(job_id, caller)
+        record, revision = await self._own(job_id, caller)
+        record = await self._expire_if_dropped(record, revision)
         return command.json_reply(200, await self._view(record))
 
     async def cancel(self, command: Command) -> Reply:
@@ -167,6 +182,7 @@ class JobsService:
         store = self._store()
         for _ in range(5):
             record, revision = await self._own(job_id, caller)
+            record = await self._expire_if_dropped(record, revision)
             if record.status == "cancelled":
                 return command.json_reply(200, await self._view(record))
             if record.status != "queued":
@@ -179,6 +195,20 @@ class JobsService:
                 return command.json_reply(200, await self._view(record))
         raise GatewayError(f"Job {job_id} kept changing; try again", ErrorCategory.internal, status=503,
                            retryable=True, reason=Reason.INTERNAL)
+
+    async def _expire_if_dropped(self, record: JobRecord, revision: int) -> JobRecord:
+        """A job still `queued` past the queue's max age was dropped by JetStream unrun: nothing
+        will ever finish it, so the first reader does (failed, `job_expired`, result published
+        like any other). Compare-and-set: a worker that took the job at the last moment wins."""
+        if record.status != "queued" or self._clock() - record.created_at < self._max_age_s + EXPIRY_GRACE_S:
+            return record
+        store = self._store()
+        record.finish("failed", 504)
+        if await store.update(record, revision) is None:
+            found = await store.get(record.id)
+            return found[0] if found else record
+        await store.publish_result(record, 504, expired_envelope(record.id, self._max_age_s), {})
+        return record
 
     async def _own(self, job_id: str, caller: Caller) -> tuple[JobRecord, int]:
         found = await self._store().get(job_id)

@@ -10,6 +10,7 @@ import pytest
 
 from contracts.execute import ExecuteSuccess
 from contracts.jobs import JobsAccepted, JobView
+from service.jobs.records import JobRecord
 from tests.conftest import CALLER_KEY
 from tests.jobs.helpers import (
     ResultWatch,
@@ -339,3 +340,30 @@ async def test_a_failing_observer_neither_fails_a_call_nor_redelivers_a_job(http
     assert view["status"] == "succeeded" and view["attempts"] == 1
     assert prompts_sent(llmock)["observed job"] == 1 and len(results.seen[job_id]) == 1
     assert {"observed-twin", job_id} <= set(observed)      # later observers still ran
+
+
+async def test_a_job_that_jetstream_dropped_unrun_reads_as_expired(http, worker, results, monkeypatch):
+    """A record still `queued` past INTEGRATIONS_JOB_MAX_AGE_S: JetStream dropped its message
+    unrun (no worker took it in time). The first read finishes it as failed / job_expired and
+    publishes that result; a record within the max age stays queued."""
+    response = await http.post("/api/integrations/jobs", json={"jobs": [{"request": chat_request("template")}]})
+    template_id = response.json()["jobs"][0]["id"]
+    await results.wait_for([template_id])
+    store = worker.services.jobs._store()
+    template, _ = await store.get(template_id)
+    max_age_s = worker.services.jobs._max_age_s
+    stale, fresh = new_id("stale"), new_id("fresh")
+    for job_id, age_s in ((stale, max_age_s + 60), (fresh, max_age_s - 60)):
+        record = JobRecord.new(job_id, "execute", "queued", template.org, template.principal_id, None)
+        record.created_at -= age_s
+        assert await store.create(record) is not None
+
+    view = JobView.model_validate((await http.get(f"/api/integrations/jobs/{stale}")).json())
+    assert view.status == "failed" and view.resultStatus == 504
+    assert view.result["reason"] == "job_expired" and view.result["retryable"] is True
+    got = await results.wait_for([stale])
+    assert got[stale].headers["x-status"] == "504"
+    assert (await http.get(f"/api/integrations/jobs/{stale}")).json()["status"] == "failed"   # stays so
+    assert (await http.get(f"/api/integrations/jobs/{fresh}")).json()["status"] == "queued"
+    cancel = await http.delete(f"/api/integrations/jobs/{fresh}")      # still cancellable
+    assert cancel.status_code == 200 and cancel.json()["status"] == "cancelled"
