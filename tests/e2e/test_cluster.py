@@ -8,7 +8,10 @@ Checked: every request ends within its client timeout, either 200 or a retryable
 envelope; afterwards requests succeed again; every 200 reply has its usage row; the registry
 entry and the org policy written before the kills are still there; every JetStream asset has
 3 replicas; and no server logged a permission violation (the permission lists are complete for
-what this test does)."""
+what this test does). Before the kills it walks the other paths through NATS (`tour`,
+`registry_tour`): streams past the api's window, claim-checked requests, replies and job
+results, jobs, invokes of a registered OpenAPI integration served by a loopback server, MCP
+tools/list and tools/call, and a circuit that opens, is listed open and is reset."""
 
 import asyncio
 import os
@@ -27,11 +30,13 @@ import httpx
 import nats
 import orjson
 import pytest
+from aiohttp import web
 
 from service.auth.keys import KeyStore
 from service.embedded_nats import find_binary
 from service.process import die_with_parent
 from tests.conftest import CALLER_KEY, OPENAI_KEY, free_port
+from tests.fakes.loopback import LoopbackServer
 from tests.fakes.tls import make_tls
 
 pytestmark = pytest.mark.e2e
@@ -44,14 +49,42 @@ CHAT = {"provider": "openai", "operation": "chat.completions",
 CLIENTS, PER_CLIENT = 4, 20          # bounded load: 80 requests
 CLIENT_TIMEOUT_S = 20.0
 RETRYABLE = {"worker_lost", "timeout", "bus_timeout", "bus_unavailable", "no_workers", "worker_stopping"}
-# Every stream behind a stream, KV bucket or object store the workers create at start-up
-# (integrations-job-results is created on first use).
+# Every stream behind a stream, KV bucket or object store the workers create at start-up, and
+# integrations-job-results, created by the first job result above max_payload.
 ASSETS = {"INTEGRATIONS_USAGE", "INTEGRATIONS_JOBS", "INTEGRATIONS_RESULTS", "KV_integrations-registry",
           "KV_integrations-breakers", "KV_integrations-ratelimits", "KV_integrations-org-policies",
-          "KV_integrations-jobs", "OBJ_integrations-payloads", "OBJ_integrations-registry-docs"}
-SPEC = {"openapi": "3.0.0", "info": {"title": "Pets", "version": "1"},
-        "servers": [{"url": "https://pets.example.com/api"}],
-        "paths": {"/pets": {"get": {"operationId": "listPets", "responses": {"200": {"description": "ok"}}}}}}
+          "KV_integrations-jobs", "OBJ_integrations-payloads", "OBJ_integrations-registry-docs",
+          "OBJ_integrations-job-results"}
+BIG = 1_500_000                      # bytes: above the test's 1 MB max_payload
+OK = {"200": {"description": "ok"}}
+OPERATIONS = ["listPets", "exportPets", "sickPets"]
+
+
+def spec(server_url: str) -> dict:
+    return {"openapi": "3.0.0", "info": {"title": "Pets", "version": "1"}, "servers": [{"url": server_url}],
+            "paths": {"/pets": {"get": {"operationId": "listPets", "responses": OK}},
+                      "/pets/export": {"get": {"operationId": "exportPets", "responses": OK}},
+                      "/pets/sick": {"get": {"operationId": "sickPets", "responses": OK}}}}
+
+
+class PetsServer(LoopbackServer):
+    """The upstream of the registered `pets` integration: a small answer, one above max_payload
+    and an unhealthy one (503, which counts against the integration's circuit)."""
+    name = "pets"
+
+    def routes(self, app: web.Application) -> None:
+        async def pets(_):
+            return web.json_response([{"id": 1, "name": "rex"}])
+
+        async def export(_):
+            return web.json_response({"blob": "p" * BIG})
+
+        async def sick(_):
+            return web.json_response({"error": "sick"}, status=503)
+
+        app.router.add_get("/api/pets", pets)
+        app.router.add_get("/api/pets/export", export)
+        app.router.add_get("/api/pets/sick", sick)
 
 
 # --- the cluster -------------------------------------------------------------------------------------
@@ -155,6 +188,13 @@ class Process:
 
 
 @pytest.fixture
+def pets():
+    server = PetsServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
 def cluster(llmock):
     work = Path(tempfile.mkdtemp(prefix="cluster-"))
     make_tls(work)
@@ -176,7 +216,9 @@ def cluster(llmock):
                       "INTEGRATIONS_DATA_DIR": str(work / "data"), "OPENAI_BASE_URL": llmock.base_url,
                       "OPENAI_API_KEY": OPENAI_KEY, "INTEGRATIONS_API_KEYS": CALLER_KEY,
                       "INTEGRATIONS_PROVIDER_PRESETS": "none", "INTEGRATIONS_HEARTBEAT_S": "0.5",
-                      "INTEGRATIONS_RETRY_MAX_RETRIES": "0", "INTEGRATIONS_JOB_CONCURRENCY": "2"}
+                      "INTEGRATIONS_RETRY_MAX_RETRIES": "0", "INTEGRATIONS_JOB_CONCURRENCY": "2",
+                      # the pets upstream on loopback; its circuit opens after 2 failures
+                      "INTEGRATIONS_OUTBOUND_ALLOW": "127.0.0.1", "INTEGRATIONS_BREAKER_FAILURE_THRESHOLD": "2"}
         api_port = free_port()
         api_env = {**base, "NATS_URL": urls(nodes, "api", PASSWORDS["NATS_API_PASSWORD"]),
                    "INTEGRATIONS_PORT": str(api_port), "INTEGRATIONS_HOST": "127.0.0.1",
@@ -261,27 +303,103 @@ async def tour(client: httpx.AsyncClient) -> None:
     assert reply.status_code == 200, reply.text
     reply = await client.post("/api/integrations/jobs", json=[{"id": "cluster-job", "request": CHAT}], timeout=10)
     assert reply.status_code == 202, reply.text
+    await finished_job(client, "cluster-job")
+
+
+async def finished_job(client: httpx.AsyncClient, job_id: str) -> dict:
     for _ in range(100):
-        job = (await client.get("/api/integrations/jobs/cluster-job", timeout=10)).json()
+        job = (await client.get(f"/api/integrations/jobs/{job_id}", timeout=10)).json()
         if job.get("status") == "succeeded":
-            break
+            return job
         await asyncio.sleep(0.2)
-    assert job.get("status") == "succeeded", job
+    raise AssertionError(job)
 
 
-async def test_a_worker_and_a_nats_node_die_under_load(cluster, llmock):
+MCP = "/api/integrations/mcp"
+MCP_META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+async def mcp(client: httpx.AsyncClient, method: str, params: dict, name: str | None = None) -> dict:
+    """One stateless JSON-RPC request of the 2026-07-28 revision (docs/MCP.md); its result."""
+    headers = {"Accept": "application/json, text/event-stream", "MCP-Protocol-Version": "2026-07-28",
+               "Mcp-Method": method, **({"Mcp-Name": name} if name else {})}
+    response = await client.post(MCP, headers=headers, timeout=20, json={
+        "jsonrpc": "2.0", "id": 1, "method": method, "params": {**params, "_meta": MCP_META}})
+    assert response.status_code == 200, response.text
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:] for line in response.text.splitlines() if line.startswith("data:") and line[5:].strip()]
+        message = orjson.loads(data[-1])
+    else:
+        message = response.json()
+    assert "result" in message, message
+    return message["result"]
+
+
+async def invoke(client: httpx.AsyncClient, operation: str) -> httpx.Response:
+    return await client.post("/api/integrations/invoke", json={"operation": operation}, timeout=20)
+
+
+async def registry_tour(client: httpx.AsyncClient) -> None:
+    """The registered `pets` integration: invokes (one reply above max_payload, through the
+    claim check from the worker), a job whose result is above max_payload (the job-results
+    object store), MCP tools/list and tools/call, and its circuit: opened by 503s (breaker bucket
+    and event), listed open, reset by the admin, closed again."""
+    for _ in range(20):              # the other worker sees the new entry through its registry watch
+        reply = await invoke(client, "pets.listPets")
+        if reply.status_code != 404:
+            break
+        await asyncio.sleep(0.1)
+    assert reply.status_code == 200 and reply.json()["data"] == [{"id": 1, "name": "rex"}], reply.text
+    reply = await invoke(client, "pets.exportPets")
+    assert reply.status_code == 200 and len(reply.json()["data"]["blob"]) == BIG, reply.text[:500]
+
+    reply = await client.post("/api/integrations/jobs", timeout=10, json=[
+        {"id": "cluster-big-job", "kind": "invoke", "request": {"operation": "pets.exportPets"}}])
+    assert reply.status_code == 202, reply.text
+    job = await finished_job(client, "cluster-big-job")
+    assert len(job["result"]["data"]["blob"]) == BIG, str(job)[:500]
+
+    tools = {tool["name"] for tool in (await mcp(client, "tools/list", {}))["tools"]}
+    assert {"pets_pets_list", "pets_export_pets"} <= tools, tools      # key + the operations' dotted ids
+    called = await mcp(client, "tools/call", {"name": "pets_pets_list", "arguments": {}}, name="pets_pets_list")
+    assert not called.get("isError") and "rex" in called["content"][0]["text"], called
+    called = await mcp(client, "tools/call", {"name": "pets_export_pets", "arguments": {}}, name="pets_export_pets")
+    assert not called.get("isError") and len(called["content"][0]["text"]) > BIG, str(called)[:500]
+
+    for _ in range(6):
+        reply = await invoke(client, "pets.sickPets")
+        if reply.status_code == 503:
+            break
+        assert reply.status_code == 200 and reply.json()["statusCode"] == 503, reply.text
+    assert reply.json().get("reason") == "circuit_open", reply.text
+    status = (await client.get("/api/integrations/circuit-breaker", timeout=10)).json()["status"]
+    circuit = next(name for name in status if name.endswith(".pets"))
+    assert status[circuit]["state"] == "open", status
+    reply = await client.post(f"/api/integrations/circuit-breaker/reset/{circuit}", timeout=10)
+    # a reset circuit is forgotten (closed, and listed no more: only providers are always listed)
+    assert reply.status_code == 200 and circuit not in reply.json()["status"], reply.text
+    for _ in range(20):              # the other worker sees the reset through its breaker watch
+        replies = [await invoke(client, "pets.listPets") for _ in range(4)]
+        if all(reply.status_code == 200 for reply in replies):
+            break
+        await asyncio.sleep(0.1)
+    assert all(reply.status_code == 200 for reply in replies), [reply.text for reply in replies]
+
+
+async def test_a_worker_and_a_nats_node_die_under_load(cluster, llmock, pets):
     nodes, workers, admin_key, url, work = cluster
     headers = {"x-api-key": admin_key, "x-org-id": "acme"}
     async with httpx.AsyncClient(base_url=url, headers=headers) as client:
         await wait_ready(client)
         # State written before the kills: a registry entry, an org policy (limits high enough for the load).
         reply = await client.post("/api/integrations/register", timeout=10, json={
-            "key": "pets", "type": "openapi", "openapi": {"spec": SPEC}})
+            "key": "pets", "type": "openapi", "openapi": {"spec": spec(f"{pets.url}/api")}})
         assert reply.status_code in (200, 201), reply.text
         policy = {"rateLimits": {"userRpm": 5000, "orgRpm": 5000, "userTpm": 0, "orgTpm": 0}}
         reply = await client.put("/api/integrations/orgs/acme/policy", json=policy, timeout=10)
         assert reply.status_code == 200, reply.text
         await tour(client)   # the other paths through NATS, for the permission check at the end
+        await registry_tour(client)
 
         llmock.scenario({"type": "delay", "seconds": 0.25, "times": None})
         results: list[tuple[int, dict]] = []
@@ -349,7 +467,7 @@ async def test_a_worker_and_a_nats_node_die_under_load(cluster, llmock):
         entry = await client.get("/api/integrations/registry/pets", timeout=10)
         assert entry.status_code == 200 and entry.json()["integration"]["key"] == "pets", entry.text
         operations = await client.get("/api/integrations/registry/pets/operations", timeout=10)  # object store
-        assert [op["operationId"] for op in operations.json()["operations"]] == ["listPets"], operations.text
+        assert [op["operationId"] for op in operations.json()["operations"]] == OPERATIONS, operations.text
         stored = await client.get("/api/integrations/orgs/acme/policy", timeout=10)
         assert stored.status_code == 200 and stored.json()["policy"]["rateLimits"]["userRpm"] == 5000, stored.text
         breakers = await client.get("/api/integrations/circuit-breaker", timeout=10)
