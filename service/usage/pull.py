@@ -40,16 +40,34 @@ class PullBatches:
         self._error: str | None = None
         self._arrived = asyncio.Event()     # something arrived (the first message, or the end)
         self._full = asyncio.Event()        # the batch is complete or the request ended
+        self._closing = False               # no new pull requests; take() returns what is in hand
 
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(self._inbox, cb=self._on_message)
 
+    def close(self) -> None:
+        """Stop asking for messages and wake a waiting take(): the caller commits what it has."""
+        self._closing = True
+        self._arrived.set()
+        self._full.set()
+
     async def stop(self) -> None:
+        """Withdraw interest (the server delivers nothing more on a pull request whose reply
+        subject has no subscriber), then hand back what arrived untaken: a nak redelivers it to the
+        next writer at once, where an unacknowledged message would wait out the ack wait."""
         if self._sub is not None:
             await self._sub.unsubscribe()
             self._sub = None
+            with contextlib.suppress(Exception):
+                await self._nc.flush(timeout=2)
+        untaken, self._buffer = self._buffer, []
+        for msg in untaken:
+            with contextlib.suppress(Exception):
+                await msg.nak()
 
     async def _request(self) -> None:
+        if self._closing:
+            return
         if self._outstanding and time.monotonic() - self._requested_at < REQUEST_EXPIRES_S + 1:
             return
         self._outstanding = self._batch
@@ -78,11 +96,11 @@ class PullBatches:
         for the batch to fill (one timer each, not one per message). [] when nothing came.
         Raises ConsumerGone."""
         await self._request()
-        if not self._buffer and not self._error:
+        if not self._buffer and not self._error and not self._closing:
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), idle_s)
-        if self._buffer and len(self._buffer) < self._batch and self._outstanding:
+        if self._buffer and len(self._buffer) < self._batch and self._outstanding and not self._closing:
             self._full.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), linger_s)

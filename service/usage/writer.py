@@ -86,7 +86,7 @@ class StoreWriter:
         self._ensure_stream = ensure_stream
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._waiting = False           # in a fetch or a pause: nothing in hand, safe to cancel
+        self._batches: PullBatches | None = None   # the open pull consumer, closed on stop
         self._backoff = 0.5             # after a failed write
         self._subscribe_backoff = 0.5   # after a failed subscription (no stream, no consumer)
         self.written = 0
@@ -99,11 +99,12 @@ class StoreWriter:
         self._task = asyncio.create_task(self._run(nc), name="usage-store-writer")
 
     async def stop(self) -> None:
-        """Finish the batch in hand (it is committed and acknowledged, or left to redelivery)."""
+        """Finish the batch in hand (committed and acknowledged, or left to redelivery) and hand
+        back what arrived after it (nak: the next writer gets it at once, not after the ack wait)."""
         self._stopping.set()
+        if self._batches is not None:
+            self._batches.close()      # a waiting take() returns what it has now
         if self._task is not None:
-            if self._waiting:  # events that arrive now are not acknowledged: redelivered after ack_wait
-                self._task.cancel()
             try:
                 await asyncio.wait_for(self._task, IDLE_S + 35)
             except asyncio.CancelledError:
@@ -147,17 +148,18 @@ class StoreWriter:
             await js.add_consumer(self._stream, config)
         batches = PullBatches(nc, self._stream, config.durable_name, self._batch_size)
         await batches.start()
+        self._batches = batches
+        if self._stopping.is_set():
+            batches.close()
         self._subscribe_backoff = 0.5
         idle = 0
         committing: asyncio.Task | None = None  # batch n commits while batch n+1 arrives and is decoded
         try:
-            while not self._stopping.is_set():
-                self._waiting = True
-                try:
-                    msgs = await batches.take(LINGER_S, IDLE_S)
-                finally:
-                    self._waiting = False
+            while True:
+                msgs = await batches.take(LINGER_S, IDLE_S)
                 if not msgs:
+                    if self._stopping.is_set():
+                        break
                     idle += 1
                     if idle % CHECK_CONSUMER_EVERY == 0:  # raises NotFoundError when it is gone
                         await js.consumer_info(self._stream, config.durable_name)
@@ -170,6 +172,7 @@ class StoreWriter:
         finally:
             if committing is not None:
                 await committing  # even when stopping: commit and acknowledge what is in hand
+            self._batches = None
             with contextlib.suppress(Exception):
                 await batches.stop()
 

@@ -108,7 +108,8 @@ def test_usage_survives_a_restart_of_serve(serve):
             break
         time.sleep(0.1)
     tokens = sum(r["data"]["usage"]["totalTokens"] for r in replies)
-    assert body["summary"]["totalRequests"] == 3 and body["summary"]["totalTokens"] == tokens
+    assert body["summary"]["totalRequests"] == 3 and body["summary"]["totalTokens"] == tokens, \
+        f"{body}\n--- first serve:\n{gw.log}\n--- second serve:\n{again.log}"
     assert body["summary"]["totalCostMicros"] > 0
     status = httpx.get(f"{again.url}/api/integrations/db/status", headers=headers, timeout=10).json()
     assert status["mode"] == "sqlite" and status["rowCount"] == 3
