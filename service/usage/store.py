@@ -5,7 +5,8 @@ Why rollups: aggregating raw rows costs about 1 µs per row in PostgreSQL, so a 
 million rows would take a second. The writer adds each newly inserted row to its hour and day
 bucket in the same transaction, so a query reads whole days from the daily table, the hours
 before the first whole day from the hourly table, and only the rows of the first partial hour
-from the raw table, and the answer is exact for any window that ends now.
+from the raw table, and the answer is exact for any window that ends now and lies within the
+retention.
 
 Retention (service/usage/retention.py) deletes raw rows and hourly buckets older than
 INTEGRATIONS_USAGE_RETENTION_DAYS in small batches; daily buckets are kept, so summaries of
