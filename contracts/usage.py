@@ -200,12 +200,17 @@ class DbStatus(BaseModel):
     location: str = Field(description="SQLite file path, or PostgreSQL host:port/database (never credentials)")
     ready: bool = Field(description="the store is open and migrated")
     schemaVersion: int | None
-    rowCount: int | None = Field(description="usage rows of the caller's organization")
+    rowCount: int | None = Field(description="usage rows of the caller's organization still stored")
     oldestEvent: str | None = Field(description="timestamp of the caller's organization's oldest usage row")
     consumerLag: int | None = Field(description="events in the stream not yet committed to the store (all orgs)")
     bufferedEvents: int = Field(description="events the answering worker holds because JetStream did not "
                                             "acknowledge them yet")
     droppedEvents: int = Field(description="events the answering worker dropped since it started (buffer full)")
+    retentionDays: int | None = Field(None, description="usage rows older than this many days are deleted "
+                                                        "(INTEGRATIONS_USAGE_RETENTION_DAYS); 0 = kept forever")
+    lastPruneAt: str | None = Field(None, description="when the store writer last finished a retention pass "
+                                                      "(all organizations); null before the first one")
+    lastPrunedRows: int | None = Field(None, description="usage rows that pass deleted (all organizations)")
 
 
 class DbExportResult(BaseModel):

@@ -194,6 +194,9 @@ class Settings(BaseSettings):
                                 validation_alias="INTEGRATIONS_USAGE_CONSUMER")
     usage_batch_size: int = Field(1000, ge=1, le=10_000, validation_alias="INTEGRATIONS_USAGE_BATCH_SIZE")
     usage_buffer_max: int = Field(10_000, ge=1, validation_alias="INTEGRATIONS_USAGE_BUFFER_MAX")
+    # Usage rows (and hourly rollups) older than this many days are deleted by the store writer;
+    # daily rollups are kept. 0: keep everything forever.
+    usage_retention_days: int = Field(90, ge=0, le=36_500, validation_alias="INTEGRATIONS_USAGE_RETENTION_DAYS")
 
     # --- resilience: breakers, rate limits, retries, deadlines (docs/RESILIENCE.md) ------------
     breaker_enabled: bool = Field(True, validation_alias="INTEGRATIONS_BREAKER_ENABLED")

@@ -19,6 +19,7 @@ from contracts.natsurl import split_credentials
 from service.commands import Command, Reply
 from service.usage.events import usage_event
 from service.usage.publisher import UsagePublisher
+from service.usage.retention import Pruner
 from service.usage.store import UsageStore, open_store
 from service.usage.stream import consumer_config, ensure_stream, stream_config
 from service.usage.writer import StoreWriter, WriterLock
@@ -37,8 +38,10 @@ class UsagePipeline:
         self.publisher = UsagePublisher(settings.usage_stream, settings.usage_buffer_max)
         lock_path = (settings.data_dir / "usage-writer.lock" if settings.database_url
                      else settings.usage_db_path.with_name(settings.usage_db_path.name + ".writer.lock"))
+        self.pruner = Pruner(self.store, settings.usage_retention_days)
         self.writer = StoreWriter(self.store, self.store_ready, WriterLock(lock_path), settings.usage_stream,
-                                  consumer_config(settings), settings.usage_batch_size, self._ensure_stream)
+                                  consumer_config(settings), settings.usage_batch_size, self._ensure_stream,
+                                  self.pruner)
         self._nc: Client | None = None
         self._open_task: asyncio.Task | None = None
 

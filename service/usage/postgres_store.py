@@ -13,13 +13,16 @@ import asyncpg
 
 from contracts.usage import UsageEvent
 from service.usage.store import (
+    DAY,
     EVENT_COLUMNS,
     ROLLUP_COLUMNS,
     SCHEMA_VERSION,
     Combo,
+    PruneRun,
     StoreUnavailable,
     UsageStore,
     Window,
+    ceil_to,
     event_row,
     from_ms,
     rollups,
@@ -28,6 +31,7 @@ from service.usage.store import (
 
 T = TypeVar("T")
 MIGRATION_LOCK = 0x5359_4D42_4941_5553  # pg_advisory_xact_lock key: "SYMBIAUS"
+PRUNE_LOCK = 0x5359_4D42_5052_554E      # pg_try_advisory_xact_lock key: "SYMBPRUN" (one pruner across hosts)
 
 EVENT_TYPES = (
     "text", "timestamptz", "text", "text", "text", "text", "text", "text", "text", "text", "boolean", "integer",
@@ -63,6 +67,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX usage_events_org_principal_ts ON usage_events (org_id, principal_id, ts DESC)",
         _ROLLUP_TABLE.format(name="usage_rollup_hourly"),
         _ROLLUP_TABLE.format(name="usage_rollup_daily"),
+    ),
+    (
+        # Retention deletes by age across all organizations.
+        "CREATE INDEX usage_events_ts ON usage_events (ts)",
+        "CREATE INDEX usage_rollup_hourly_bucket ON usage_rollup_hourly (bucket)",
+        """CREATE TABLE usage_prunes (
+            id integer PRIMARY KEY CHECK (id = 1), at timestamptz NOT NULL, cutoff timestamptz NOT NULL,
+            events bigint NOT NULL, hourly bigint NOT NULL)""",
     ),
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -178,6 +190,45 @@ class PostgresUsageStore(UsageStore):
 
         return await self._with(write)
 
+    # --- retention: one short transaction per batch. Writers on several hosts may all prune; the
+    # advisory lock lets one of them work and the others skip the batch (they find nothing later).
+
+    async def _delete_batch(self, sql: str, before: datetime, limit: int) -> int:
+        async def delete(conn: asyncpg.Connection) -> int:
+            async with conn.transaction():
+                if not await conn.fetchval("SELECT pg_try_advisory_xact_lock($1)", PRUNE_LOCK):
+                    return 0
+                status = await conn.execute(sql, before, limit)
+                return int(status.rsplit(" ", 1)[1])
+
+        return await self._with(delete)
+
+    async def delete_events_before(self, cutoff: datetime, limit: int) -> int:
+        return await self._delete_batch(
+            "DELETE FROM usage_events WHERE ctid = ANY(ARRAY("
+            "SELECT ctid FROM usage_events WHERE ts < $1 ORDER BY ts LIMIT $2))", cutoff, limit)
+
+    async def delete_hourly_before(self, before: datetime, limit: int) -> int:
+        return await self._delete_batch(
+            "DELETE FROM usage_rollup_hourly WHERE ctid = ANY(ARRAY("
+            "SELECT ctid FROM usage_rollup_hourly WHERE bucket < $1 ORDER BY bucket LIMIT $2))", before, limit)
+
+    async def record_prune(self, run: PruneRun) -> None:
+        async def write(conn: asyncpg.Connection) -> None:
+            await conn.execute(
+                "INSERT INTO usage_prunes (id, at, cutoff, events, hourly) VALUES (1, $1, $2, $3, $4) "
+                "ON CONFLICT (id) DO UPDATE SET at = EXCLUDED.at, cutoff = EXCLUDED.cutoff, "
+                "events = EXCLUDED.events, hourly = EXCLUDED.hourly", run.at, run.cutoff, run.events, run.hourly)
+
+        await self._with(write)
+
+    async def last_prune(self) -> PruneRun | None:
+        async def query(conn: asyncpg.Connection) -> PruneRun | None:
+            row = await conn.fetchrow("SELECT at, cutoff, events, hourly FROM usage_prunes WHERE id = 1")
+            return PruneRun(row[0], row[1], int(row[2]), int(row[3])) if row else None
+
+        return await self._with(query)
+
     async def combos(self, org: str, window: Window, integration: str | None) -> list[Combo]:
         extra = " AND integration = $5" if integration else ""
         sql = f"""
@@ -222,9 +273,16 @@ class PostgresUsageStore(UsageStore):
 
     async def org_stats(self, org: str) -> tuple[int, datetime | None]:
         async def query(conn: asyncpg.Connection) -> tuple[int, datetime | None]:
-            count = await conn.fetchval("SELECT coalesce(sum(requests), 0) FROM usage_rollup_daily WHERE org_id = $1",
-                                        org)
-            oldest = await conn.fetchval("SELECT min(ts) FROM usage_events WHERE org_id = $1", org)
-            return int(count), oldest
+            async with conn.transaction(isolation="repeatable_read", readonly=True):  # one snapshot
+                oldest = await conn.fetchval("SELECT min(ts) FROM usage_events WHERE org_id = $1", org)
+                if oldest is None:
+                    return 0, None
+                edge = ceil_to(oldest, DAY)
+                first_day = await conn.fetchval(
+                    "SELECT count(*) FROM usage_events WHERE org_id = $1 AND ts < $2", org, edge)
+                later = await conn.fetchval(
+                    "SELECT coalesce(sum(requests), 0) FROM usage_rollup_daily WHERE org_id = $1 AND bucket >= $2",
+                    org, edge)
+                return int(first_day) + int(later), oldest
 
         return await self._with(query)

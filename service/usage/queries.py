@@ -157,12 +157,13 @@ class UsageQueries:
         caller = await self._access.caller(command.headers)
         usage = self._usage
         store = usage.store
-        count = oldest = None
+        count = oldest = pruned = None
         ready = usage.store_ready.is_set()
         if ready:
             try:
                 count, oldest_ts = await store.org_stats(caller.org)
                 oldest = iso(oldest_ts) if oldest_ts else None
+                pruned = await store.last_prune()
             except StoreUnavailable:
                 ready = False
         if store.mode == "postgres":
@@ -175,6 +176,8 @@ class UsageQueries:
             "location": store.location, "ready": ready, "schemaVersion": store.schema_version,
             "rowCount": count, "oldestEvent": oldest, "consumerLag": await usage.consumer_lag(),
             "bufferedEvents": usage.publisher.buffered, "droppedEvents": usage.publisher.dropped,
+            "retentionDays": usage.pruner.retention_days,
+            "lastPruneAt": iso(pruned.at) if pruned else None, "lastPrunedRows": pruned.events if pruned else None,
         })
 
     async def db_export(self, command: Command) -> Reply:

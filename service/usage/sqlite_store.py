@@ -18,13 +18,16 @@ from typing import TypeVar
 from contracts.usage import UsageEvent
 from service.usage.store import (
     BOOLEAN_COLUMNS,
+    DAY,
     EVENT_COLUMNS,
     ROLLUP_COLUMNS,
     SCHEMA_VERSION,
     Combo,
+    PruneRun,
     StoreUnavailable,
     UsageStore,
     Window,
+    ceil_to,
     event_row,
     from_ms,
     rollups,
@@ -61,6 +64,14 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         "CREATE INDEX usage_events_org_principal_ts ON usage_events (org_id, principal_id, ts)",
         _ROLLUP_TABLE.format(name="usage_rollup_hourly"),
         _ROLLUP_TABLE.format(name="usage_rollup_daily"),
+    ),
+    (
+        # Retention deletes by age across all organizations.
+        "CREATE INDEX usage_events_ts ON usage_events (ts)",
+        "CREATE INDEX usage_rollup_hourly_bucket ON usage_rollup_hourly (bucket)",
+        """CREATE TABLE usage_prunes (
+            id INTEGER PRIMARY KEY CHECK (id = 1), at INTEGER NOT NULL, cutoff INTEGER NOT NULL,
+            events INTEGER NOT NULL, hourly INTEGER NOT NULL)""",
     ),
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -171,13 +182,16 @@ class SqliteUsageStore(UsageStore):
         events = unique_by_id(events)
         return await self._run(self._writer_pool, lambda: self._insert(events))
 
-    def _insert(self, events: list[UsageEvent]) -> int:
+    def _writer_conn(self) -> sqlite3.Connection:
         if self._writer is None:
             conn = _connect(self.path)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             self._writer = conn
-        conn = self._writer
+        return self._writer
+
+    def _insert(self, events: list[UsageEvent]) -> int:
+        conn = self._writer_conn()
         conn.execute("BEGIN IMMEDIATE")
         try:
             stored: set[str] = set()
@@ -198,6 +212,46 @@ class SqliteUsageStore(UsageStore):
                 conn.execute("ROLLBACK")
             raise
         return len(new)
+
+    # --- retention: each batch is its own short transaction on the writer's thread, so a batch
+    # of inserts queued meanwhile commits right after it ---------------------------------------
+
+    def _write(self, sql: str, params: tuple) -> int:
+        conn = self._writer_conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            count = conn.execute(sql, params).rowcount
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return count
+
+    async def delete_events_before(self, cutoff: datetime, limit: int) -> int:
+        sql = ("DELETE FROM usage_events WHERE rowid IN "
+               "(SELECT rowid FROM usage_events WHERE ts < ? ORDER BY ts LIMIT ?)")
+        return await self._run(self._writer_pool, lambda: self._write(sql, (to_ms(cutoff), limit)))
+
+    async def delete_hourly_before(self, before: datetime, limit: int) -> int:
+        sql = ("DELETE FROM usage_rollup_hourly WHERE (org_id, bucket, integration, principal_id) IN "
+               "(SELECT org_id, bucket, integration, principal_id FROM usage_rollup_hourly "
+               " WHERE bucket < ? ORDER BY bucket LIMIT ?)")
+        return await self._run(self._writer_pool, lambda: self._write(sql, (to_ms(before), limit)))
+
+    async def record_prune(self, run: PruneRun) -> None:
+        sql = ("INSERT INTO usage_prunes (id, at, cutoff, events, hourly) VALUES (1, ?, ?, ?, ?) "
+               "ON CONFLICT (id) DO UPDATE SET at = excluded.at, cutoff = excluded.cutoff, "
+               "events = excluded.events, hourly = excluded.hourly")
+        params = (to_ms(run.at), to_ms(run.cutoff), run.events, run.hourly)
+        await self._run(self._writer_pool, lambda: self._write(sql, params))
+
+    async def last_prune(self) -> PruneRun | None:
+        def query(conn: sqlite3.Connection) -> PruneRun | None:
+            row = conn.execute("SELECT at, cutoff, events, hourly FROM usage_prunes WHERE id = 1").fetchone()
+            return PruneRun(from_ms(row[0]), from_ms(row[1]), row[2], row[3]) if row else None
+
+        return await self._run(self._reader_pool, self._read(query))
 
     # --- reads ------------------------------------------------------------------------------
 
@@ -247,10 +301,19 @@ class SqliteUsageStore(UsageStore):
 
     async def org_stats(self, org: str) -> tuple[int, datetime | None]:
         def query(conn: sqlite3.Connection) -> tuple[int, datetime | None]:
-            count = conn.execute("SELECT coalesce(sum(requests), 0) FROM usage_rollup_daily WHERE org_id = ?",
-                                 (org,)).fetchone()[0]
-            oldest = conn.execute("SELECT min(ts) FROM usage_events WHERE org_id = ?", (org,)).fetchone()[0]
-            return count, from_ms(oldest) if oldest is not None else None
+            conn.execute("BEGIN")  # one snapshot for the three reads
+            try:
+                oldest = conn.execute("SELECT min(ts) FROM usage_events WHERE org_id = ?", (org,)).fetchone()[0]
+                if oldest is None:
+                    return 0, None
+                edge = to_ms(ceil_to(from_ms(oldest), DAY))
+                first_day = conn.execute("SELECT count(*) FROM usage_events WHERE org_id = ? AND ts < ?",
+                                         (org, edge)).fetchone()[0]
+                later = conn.execute("SELECT coalesce(sum(requests), 0) FROM usage_rollup_daily "
+                                     "WHERE org_id = ? AND bucket >= ?", (org, edge)).fetchone()[0]
+                return first_day + later, from_ms(oldest)
+            finally:
+                conn.execute("COMMIT")
 
         return await self._run(self._reader_pool, self._read(query))
 

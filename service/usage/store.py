@@ -5,7 +5,12 @@ Why rollups: aggregating raw rows costs about 1 µs per row in PostgreSQL, so a 
 million rows would take a second. The writer adds each newly inserted row to its hour and day
 bucket in the same transaction, so a query reads whole days from the daily table, the hours
 before the first whole day from the hourly table, and only the rows of the first partial hour
-from the raw table, and the answer is exact for any window that ends now.
+from the raw table, and the answer is exact for any window that ends now and lies within the
+retention.
+
+Retention (service/usage/retention.py) deletes raw rows and hourly buckets older than
+INTEGRATIONS_USAGE_RETENTION_DAYS in small batches; daily buckets are kept, so summaries of
+whole days survive the raw rows.
 
 Both stores implement the same small interface; `open_store` picks one from the settings.
 """
@@ -18,7 +23,7 @@ from pathlib import Path
 
 from contracts.usage import UsageEvent
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: indexes on usage_events.ts and the hourly bucket, usage_prunes
 
 # Column order of usage rows (the insert statements and `event_row` follow it).
 EVENT_COLUMNS = (
@@ -145,6 +150,16 @@ def unique_by_id(events: Sequence[UsageEvent]) -> list[UsageEvent]:
     return list(seen.values())
 
 
+@dataclass(frozen=True, slots=True)
+class PruneRun:
+    """One completed retention pass (all organizations)."""
+
+    at: datetime            # when it finished
+    cutoff: datetime        # rows older than this were deleted
+    events: int             # usage_events rows deleted
+    hourly: int             # usage_rollup_hourly rows deleted
+
+
 class UsageStore(ABC):
     mode: str
     location: str
@@ -172,7 +187,28 @@ class UsageStore(ABC):
 
     @abstractmethod
     async def org_stats(self, org: str) -> tuple[int, datetime | None]:
-        """(row count, oldest timestamp) of one organization."""
+        """(rows still stored, oldest timestamp) of one organization: the raw rows of the oldest
+        row's day plus the daily rollups after it (retention deletes raw rows by age, so every
+        event from the oldest row on is still stored)."""
+
+    # --- retention (only the elected writer calls these) ------------------------------------
+
+    @abstractmethod
+    async def delete_events_before(self, cutoff: datetime, limit: int) -> int:
+        """Delete at most `limit` usage rows older than `cutoff` in one short transaction;
+        returns how many. The rollups are left alone (the daily ones outlive the rows)."""
+
+    @abstractmethod
+    async def delete_hourly_before(self, before: datetime, limit: int) -> int:
+        """Delete at most `limit` hourly buckets that start before `before` (an hour edge);
+        returns how many."""
+
+    @abstractmethod
+    async def record_prune(self, run: PruneRun) -> None:
+        """Remember the last completed pass, for `GET /db/status` in any worker."""
+
+    @abstractmethod
+    async def last_prune(self) -> PruneRun | None: ...
 
     async def export(self, directory: Path) -> str | None:
         """Write a consistent snapshot into `directory` and return its file name; None when the

@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from contracts.usage import UsageEvent
 from service.usage.pull import PullBatches
+from service.usage.retention import Pruner
 from service.usage.store import UsageStore
 
 log = logging.getLogger("symbia.integrations.usage")
@@ -76,7 +77,7 @@ class WriterLock:
 
 class StoreWriter:
     def __init__(self, store: UsageStore, store_ready: asyncio.Event, lock: WriterLock, stream: str,
-                 consumer_config, batch_size: int, ensure_stream) -> None:
+                 consumer_config, batch_size: int, ensure_stream, pruner: Pruner | None = None) -> None:
         self._store = store
         self._store_ready = store_ready
         self._lock = lock
@@ -84,9 +85,11 @@ class StoreWriter:
         self._consumer_config = consumer_config
         self._batch_size = batch_size
         self._ensure_stream = ensure_stream
+        self._pruner = pruner
         self._stopping = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._batches: PullBatches | None = None   # the open pull consumer, closed on stop
+        self._prune_task: asyncio.Task | None = None
         self._backoff = 0.5             # after a failed write
         self._subscribe_backoff = 0.5   # after a failed subscription (no stream, no consumer)
         self.written = 0
@@ -104,6 +107,10 @@ class StoreWriter:
         self._stopping.set()
         if self._batches is not None:
             self._batches.close()      # a waiting take() returns what it has now
+        if self._prune_task is not None:  # a batch in hand commits or rolls back; the next pass redoes it
+            self._prune_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prune_task
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, IDLE_S + 35)
@@ -130,6 +137,9 @@ class StoreWriter:
             if not self._store_ready.is_set():
                 await self._pause(0.5)
                 continue
+            if self._prune_task is None and self._pruner is not None and self._pruner.enabled:
+                # Only the elected writer prunes, so N workers on a host do not all delete.
+                self._prune_task = asyncio.create_task(self._pruner.run(self._stopping), name="usage-retention")
             try:
                 await self._consume(nc)
             except Exception as exc:

@@ -148,9 +148,16 @@ async def test_db_status(gw, known_calls):
     assert status == 200
     DbStatus.model_validate(body)
     assert body["isMemory"] is False and body["persistsOnRestart"] is True and body["ready"] is True
-    assert body["rowCount"] == 8 and body["schemaVersion"] == 1 and body["consumerLag"] == 0
+    assert body["rowCount"] == 8 and body["schemaVersion"] == 2 and body["consumerLag"] == 0
     assert body["oldestEvent"] == ms(min(e["timestamp"] for e in events))
     assert body["bufferedEvents"] == 0 and body["droppedEvents"] == 0
+    # The elected writer ran its start-up retention pass (default 90 days): nothing was old enough.
+    for _ in range(100):
+        if body["lastPruneAt"] is not None:
+            break
+        await asyncio.sleep(0.05)
+        body = (await gw.call("integrations.v1.db.status", org=org))[1]
+    assert body["retentionDays"] == 90 and body["lastPruneAt"] is not None and body["lastPrunedRows"] == 0
     if gw.settings.database_url:
         assert body["mode"] == "postgres" and body["recommendation"] == "Data persists automatically in PostgreSQL"
         assert body["location"].startswith("127.0.0.1:5432/test (schema usage_test_") and "postgres@" not in body[

@@ -15,4 +15,4 @@ async def test_postgres_usage_survives_a_restart(llmock):
     assert body["summary"]["totalRequests"] == 3
     assert body["summary"]["totalTokens"] == sum(r["data"]["usage"]["totalTokens"] for r in replies)
     assert body["summary"]["totalCostMicros"] > 0
-    assert status == 200 and db["mode"] == "postgres" and db["rowCount"] == 3 and db["schemaVersion"] == 1
+    assert status == 200 and db["mode"] == "postgres" and db["rowCount"] == 3 and db["schemaVersion"] == 2

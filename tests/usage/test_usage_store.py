@@ -88,12 +88,12 @@ async def test_sqlite_migrates_once_and_keeps_its_version(tmp_path):
     first, second = SqliteUsageStore(path), SqliteUsageStore(path)
     await first.open()
     await second.open()  # a second worker on the same file
-    assert first.schema_version == second.schema_version == 1
+    assert first.schema_version == second.schema_version == 2
     await first.insert([event(NOW)])
     await first.close()
     await second.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (1,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (2,)
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
@@ -103,10 +103,12 @@ async def test_postgres_migrates_once_and_records_the_version():
     await asyncio.gather(*(s.open() for s in stores))  # workers starting together
     conn = await asyncpg.connect(PG_URL, server_settings={"search_path": schema})
     try:
-        assert [r["version"] for r in await conn.fetch("SELECT version FROM usage_schema_migrations")] == [1]
+        assert [r["version"] for r in await conn.fetch(
+            "SELECT version FROM usage_schema_migrations ORDER BY version")] == [1, 2]
         indexes = {r["indexname"] for r in await conn.fetch(
             "SELECT indexname FROM pg_indexes WHERE schemaname = $1", schema)}
-        assert {"usage_events_org_ts", "usage_events_org_integration_ts", "usage_events_org_principal_ts"} <= indexes
+        assert {"usage_events_org_ts", "usage_events_org_integration_ts", "usage_events_org_principal_ts",
+                "usage_events_ts", "usage_rollup_hourly_bucket"} <= indexes
     finally:
         await conn.close()
         for s in stores:
