@@ -1,6 +1,7 @@
 """OpenAPI document and llms.txt, generated from the one route table (contracts.routes) plus
 the adapter's own routes, so documentation always describes the routes that exist."""
 
+import re
 from typing import Any
 
 from pydantic import BaseModel
@@ -86,6 +87,11 @@ def _json_content(model: type[BaseModel] | None) -> dict[str, Any]:
     return {"application/json": {"schema": _ref(model) if model else {"type": "object"}}}
 
 
+def openapi_path(path: str) -> str:
+    """A route path as OpenAPI writes it: Starlette's converters (`{model:path}`) dropped."""
+    return re.sub(r"\{(\w+):\w+\}", r"{\1}", path)
+
+
 def _operation(route: Route, path: str) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": route.summary,
@@ -119,7 +125,8 @@ def _operation(route: Route, path: str) -> dict[str, Any]:
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for route in ROUTES:
-        paths.setdefault(route.path, {})[route.method.lower()] = _operation(route, route.path)
+        path = openapi_path(route.path)
+        paths.setdefault(path, {})[route.method.lower()] = _operation(route, path)
     paths[ENDPOINT_PATH] = _mcp_endpoint()
     for path, (summary, model) in LOCAL_ROUTES.items():
         content = _json_content(model) if model else {"application/json": {"schema": {"type": "object"}}}
@@ -147,7 +154,8 @@ def llms_txt(full: bool) -> str:
     lines = [f"# {TITLE}", "", f"> {DESCRIPTION}", "", "## Routes", ""]
     for route in ROUTES:
         auth = "auth" if route.auth else "no auth"
-        lines.append(f"- {route.method} {route.path} ({auth}; bus subject `{route.subject}`): {route.summary}")
+        path = openapi_path(route.path)
+        lines.append(f"- {route.method} {path} ({auth}; bus subject `{route.subject}`): {route.summary}")
         if full:
             if route.description:
                 lines.append(f"  {route.description}")

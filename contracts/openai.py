@@ -96,6 +96,22 @@ class ModelList(BaseModel):
     data: list[dict[str, Any]]
 
 
+class ModelCard(BaseModel):
+    """One model as OpenAI's `GET /v1/models/{model}` answers it."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+
+
+class ModelRef(BaseModel):
+    """Bus request of `integrations.v1.openai.model`: the path's model id (`provider/model`, or a
+    bare name for the default provider)."""
+
+    model: str = Field(min_length=1, max_length=300)
+
+
 class OpenAIErrorDetail(BaseModel):
     message: str
     type: str
@@ -195,6 +211,19 @@ ROUTES = (
         tag="openai",
         response_model=ModelList,
         error_statuses=(401, 403, 500, 503, 504),
+        error_format="openai",
+        aliased=False,
+    ),
+    Route(
+        method="GET",
+        # `:path` because ids hold a slash (`openai/gpt-4o-mini`), as the OpenAI SDKs send them
+        path=f"{V1_PREFIX}/models/{{model:path}}",
+        subject=subjects.OPENAI_MODEL,
+        summary="OpenAI-compatible model retrieval (`provider/model`, or a bare name of the default provider)",
+        tag="openai",
+        request_model=ModelRef,
+        response_model=ModelCard,
+        error_statuses=(401, 403, 404, 500, 503, 504),
         error_format="openai",
         aliased=False,
     ),

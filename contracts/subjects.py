@@ -31,6 +31,7 @@ OPENAI_CHAT = f"{PREFIX}.openai.chat.completions"
 OPENAI_CHAT_STREAM = f"{PREFIX}.openai.chat.completions.stream"
 OPENAI_EMBEDDINGS = f"{PREFIX}.openai.embeddings"
 OPENAI_MODELS = f"{PREFIX}.openai.models"
+OPENAI_MODEL = f"{PREFIX}.openai.model"
 # Registry and invoke (docs/REGISTRY.md).
 INVOKE = f"{PREFIX}.invoke"
 REGISTRY_REGISTER = f"{PREFIX}.registry.register"

@@ -193,6 +193,8 @@ def build_app(settings: Settings, lane: str | None = None) -> FastStream:
              "OpenAI-compatible embeddings.", render=openai_error_reply)
     endpoint(subjects.OPENAI_MODELS, openai.models, openai.request_id_prefix,
              "OpenAI-compatible model list (provider/model ids).", render=openai_error_reply)
+    endpoint(subjects.OPENAI_MODEL, openai.model, openai.request_id_prefix,
+             "OpenAI-compatible model retrieval ({model}).", render=openai_error_reply)
     # Usage and the usage store (docs/USAGE.md).
     queries = services.usage_queries
     for subject, handler, description in (

@@ -17,7 +17,7 @@ import orjson
 
 from contracts.envelope import ErrorCategory, Reason
 from contracts.execute import ExecuteParams, ExecuteRequest
-from contracts.openai import ChatCompletionRequest, EmbeddingsRequest, openai_error
+from contracts.openai import ChatCompletionRequest, EmbeddingsRequest, ModelRef, openai_error
 from contracts.subjects import OPENAI_CHAT_STREAM
 from service.auth.access import Access
 from service.commands import Command, Reply
@@ -163,9 +163,10 @@ class OpenAICompatService:
         self._access = access
         self._providers = execute.providers
         self._default = default_provider
-        self._models = orjson.dumps({"object": "list", "data": [
-            {"id": f"{name}/{info.id}", "object": "model", "created": 0, "owned_by": name}
-            for name in self._providers for info in models_for(name)]})
+        cards = [{"id": f"{name}/{info.id}", "object": "model", "created": 0, "owned_by": name}
+                 for name in self._providers for info in models_for(name)]
+        self._models = orjson.dumps({"object": "list", "data": cards})
+        self._cards = {card["id"]: orjson.dumps(card) for card in cards}
 
     def _chat_request(self, command: Command) -> tuple[ChatCompletionRequest, ExecuteRequest]:
         body = ChatCompletionRequest.model_validate_json(command.body)
@@ -221,3 +222,15 @@ class OpenAICompatService:
     async def models(self, command: Command) -> Reply:
         await self._access.caller(command.headers)   # authenticated like the rest; a listing is not usage
         return Reply(200, self._models, {"x-request-id": command.request_id})
+
+    async def model(self, command: Command) -> Reply:
+        """One entry of the model list; a bare name is looked up under the default provider, as
+        chat completions resolve it."""
+        await self._access.caller(command.headers)
+        wanted = ModelRef.model_validate_json(command.body or b"{}").model
+        provider, model = split_model(wanted, self._providers, self._default)
+        card = self._cards.get(f"{provider}/{model}")
+        if card is None:
+            raise GatewayError(f"The model '{wanted}' does not exist (GET /v1/models lists the models)",
+                               ErrorCategory.not_found, status=404, reason=Reason.MODEL_NOT_FOUND)
+        return Reply(200, card, {"x-request-id": command.request_id})

@@ -94,6 +94,17 @@ async def test_models_are_listed_as_provider_slash_model(sdk):
     assert "openai/gpt-4o-mini" in ids and any(i.startswith("huggingface/") for i in ids)
 
 
+async def test_one_model_is_retrieved_by_its_id(sdk):
+    model = await sdk.models.retrieve("openai/gpt-4o-mini")     # GET /v1/models/openai/gpt-4o-mini
+    assert (model.id, model.object, model.owned_by) == ("openai/gpt-4o-mini", "model", "openai")
+    assert (await sdk.models.retrieve("gpt-4o-mini")).id == "openai/gpt-4o-mini"   # the default provider
+    hf = next(i for i in [m.id async for m in sdk.models.list()] if i.startswith("huggingface/"))
+    assert (await sdk.models.retrieve(hf)).owned_by == "huggingface"
+    with pytest.raises(openai.NotFoundError) as caught:
+        await sdk.models.retrieve("openai/no-such-model")
+    assert caught.value.code == "model_not_found" and "no-such-model" in caught.value.message
+
+
 async def test_errors_map_to_the_sdk_exception_classes(gateway_url, sdk, llmock):
     bad_key = openai.AsyncOpenAI(base_url=f"{gateway_url}/v1", api_key="wrong", max_retries=0)
     with pytest.raises(openai.AuthenticationError) as caught:
