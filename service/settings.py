@@ -193,6 +193,9 @@ class Settings(BaseSettings):
     usage_consumer: str = Field("usage-store", pattern=r"^[A-Za-z0-9_-]{1,64}$",
                                 validation_alias="INTEGRATIONS_USAGE_CONSUMER")
     usage_batch_size: int = Field(1000, ge=1, le=10_000, validation_alias="INTEGRATIONS_USAGE_BATCH_SIZE")
+    # Events a store writer pulled but did not acknowledge (it was killed) go to the next writer
+    # after this long; a batch commit must finish within it (else it is written again: deduplicated).
+    usage_ack_wait_s: float = Field(60.0, ge=1, le=3600, validation_alias="INTEGRATIONS_USAGE_ACK_WAIT_S")
     usage_buffer_max: int = Field(10_000, ge=1, validation_alias="INTEGRATIONS_USAGE_BUFFER_MAX")
     # Usage rows (and hourly rollups) older than this many days are deleted by the store writer;
     # daily rollups are kept. 0: keep everything forever.

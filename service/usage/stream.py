@@ -29,9 +29,6 @@ from service.jsreplicas import cannot_place
 log = logging.getLogger("symbia.integrations.usage")
 
 ALL_USAGE_EVENTS = f"{subjects.USAGE_EVENTS}.>"
-ACK_WAIT_S = 60.0
-
-
 def stream_config(settings) -> StreamConfig:
     return StreamConfig(
         name=settings.usage_stream,
@@ -55,7 +52,7 @@ def consumer_config(settings) -> ConsumerConfig:
         filter_subject=ALL_USAGE_EVENTS,
         deliver_policy=DeliverPolicy.ALL,
         ack_policy=AckPolicy.EXPLICIT,     # ack each event after its batch is committed
-        ack_wait=ACK_WAIT_S,
+        ack_wait=settings.usage_ack_wait_s,
         max_deliver=-1,                    # never give up on an event: the store comes back
         max_ack_pending=max(1000, settings.usage_batch_size * 4),
     )

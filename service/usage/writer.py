@@ -153,7 +153,10 @@ class StoreWriter:
         js = nc.jetstream()
         config = self._consumer_config
         try:
-            await js.consumer_info(self._stream, config.durable_name)
+            info = await js.consumer_info(self._stream, config.durable_name)
+            if abs((info.config.ack_wait or 0) - (config.ack_wait or 0)) > 0.001:
+                log.info("usage consumer: ack wait %ss → %ss", info.config.ack_wait, config.ack_wait)
+                await js.add_consumer(self._stream, config)   # the server edits a durable in place
         except NotFoundError:
             await js.add_consumer(self._stream, config)
         batches = PullBatches(nc, self._stream, config.durable_name, self._batch_size)

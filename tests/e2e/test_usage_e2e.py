@@ -29,7 +29,9 @@ def worker_env(nats_url: str, data_dir: Path, llmock_url: str) -> dict[str, str]
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("INTEGRATIONS_", "NATS_", "OPENAI_")) and k != "DATABASE_URL"}
     return {**env, "NATS_URL": nats_url, "INTEGRATIONS_DATA_DIR": str(data_dir), "OPENAI_BASE_URL": llmock_url,
-            "OPENAI_API_KEY": OPENAI_KEY, "INTEGRATIONS_API_KEYS": CALLER_KEY}
+            "OPENAI_API_KEY": OPENAI_KEY, "INTEGRATIONS_API_KEYS": CALLER_KEY,
+            # the killed writer may hold the event unacknowledged: the next one gets it after this
+            "INTEGRATIONS_USAGE_ACK_WAIT_S": "2"}
 
 
 async def start_worker(env: dict[str, str], nc) -> asyncio.subprocess.Process:

@@ -83,7 +83,10 @@ async def test_half_open_sends_a_single_probe(cluster, llmock):
     assert len(llmock.requests()) == 1                        # only the probe reached the provider
     assert all(r.json()["reason"] == "circuit_open" for r in replies if r.status_code == 503)
     breakers = cluster.a.services.resilience.breakers
-    await wait_for(lambda: (breakers.circuit("openai").state, breakers.circuit("openai").successes) == ("half-open", 1))
+    # both workers see the successful probe (b learns it through the KV watch) before b sends the next
+    await wait_for(lambda: all((w.services.resilience.breakers.circuit("openai").state,
+                                w.services.resilience.breakers.circuit("openai").successes) == ("half-open", 1)
+                               for w in cluster.workers))
     # a failed probe opens the circuit again; its retry finds the circuit open: the answer is the
     # open circuit, and the provider saw the probe only
     llmock.reset()
