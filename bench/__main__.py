@@ -203,13 +203,16 @@ class Run:
             return
         port = free_port()
         log = self.gateway.work / "litellm.log"
-        env = {**os.environ, "OPENAI_API_KEY": "sk-bench"}
+        # recent LiteLLM refuses to start without a master key; callers then send it as a bearer key
+        master = "sk-bench-litellm-master"
+        env = {**os.environ, "OPENAI_API_KEY": "sk-bench", "LITELLM_MASTER_KEY": master}
         proc = subprocess.Popen([exe, "--model", "openai/gpt-4o-mini", "--api_base", f"{self.mock.url}/v1",
                                  "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"], env=env,
                                 stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         try:
             wait_http(f"http://127.0.0.1:{port}/health/liveliness", proc, 90)
-            spec = {"kind": "http", "url": f"http://127.0.0.1:{port}/v1/chat/completions", "headers": JSON_HEADERS,
+            spec = {"kind": "http", "url": f"http://127.0.0.1:{port}/v1/chat/completions",
+                    "headers": {**JSON_HEADERS, "authorization": f"Bearer {master}"},
                     "body": orjson.dumps({"model": "openai/gpt-4o-mini", "messages": MESSAGES})}
             self.specs["peer"] = spec
             result = {"label": "peer: LiteLLM proxy (chat)", "latency": self.latency("peer", "direct"),
