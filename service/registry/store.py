@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from nats.aio.client import Client
 from nats.js.api import KeyValueConfig, ObjectStoreConfig
-from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
@@ -30,13 +30,13 @@ from contracts import subjects
 from contracts.envelope import ErrorCategory, Reason
 from contracts.registry import KEY_PATTERN
 from service.errors import GatewayError
-from service.jsreplicas import apply_replicas, create_replicated, kv_stream, object_stream
+from service.jsreplicas import apply_replicas, create_replicated, object_stream
+from service.kvwatch import WatchedBucket
 from service.registry.model import Entry, OperationSet
 
 log = logging.getLogger("symbia.integrations.registry")
 
 _CACHE_SIZE = 32
-_KV_DELETES = ("DEL", "PURGE")
 
 
 _VALID_KEY = re.compile(KEY_PATTERN)
@@ -63,8 +63,8 @@ class RegistryStore:
         self._kv: KeyValue | None = None
         self._objects: ObjectStore | None = None
         self._nc: Client | None = None
-        self._watch_task: asyncio.Task | None = None
-        self._watcher = None
+        self._bucket = WatchedBucket(KeyValueConfig(bucket=subjects.REGISTRY_BUCKET, history=1,
+                                                    description="integration registry entries"), self._on_update)
         self._ready = asyncio.Event()
         # Called with (kv key, entry or None) when an entry changes, from any worker.
         self.listeners: list[Callable[[str, Entry | None], None]] = []
@@ -75,13 +75,6 @@ class RegistryStore:
         self._nc = nc
         js = nc.jetstream()
         try:
-            self._kv = await js.key_value(subjects.REGISTRY_BUCKET)
-            await apply_replicas(js, kv_stream(subjects.REGISTRY_BUCKET), replicas)
-        except BucketNotFoundError:
-            self._kv = await create_replicated(lambda n: js.create_key_value(KeyValueConfig(
-                bucket=subjects.REGISTRY_BUCKET, history=1, replicas=n, description="integration registry entries")),
-                replicas, f"KV bucket {subjects.REGISTRY_BUCKET}")
-        try:
             self._objects = await js.object_store(subjects.REGISTRY_DOCS_BUCKET)
             await apply_replicas(js, object_stream(subjects.REGISTRY_DOCS_BUCKET), replicas)
         except NotFoundError:
@@ -89,13 +82,8 @@ class RegistryStore:
                 subjects.REGISTRY_DOCS_BUCKET, ObjectStoreConfig(
                     replicas=n, description="operations and inline specs of registry entries")),
                 replicas, f"object store {subjects.REGISTRY_DOCS_BUCKET}")
-        self._watcher = await self._kv.watchall()
-        while True:  # the initial state, up to the end-of-snapshot marker
-            update = await self._watcher.updates(timeout=30)
-            if update is None:
-                break
-            self._apply(update)
-        self._watch_task = asyncio.create_task(self._watch())
+        # The current records, up to the end of the snapshot, then every change from any worker.
+        self._kv = await self._bucket.start(nc, replicas)
         self._ready.set()
 
     async def ready(self, timeout_s: float = 30.0) -> None:
@@ -107,34 +95,20 @@ class RegistryStore:
                                    status=503, retryable=True, reason=Reason.BUS_UNAVAILABLE) from None
 
     async def close(self) -> None:
-        if self._watch_task:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()
+        await self._bucket.close()
 
-    async def _watch(self) -> None:
-        async for update in self._watcher:
-            if update is not None:
-                try:
-                    self._apply(update)
-                except Exception:
-                    log.exception("cannot apply registry update for %s", update.key)
-
-    def _apply(self, update: KeyValue.Entry) -> None:
-        current = self._entries.get(update.key)
-        if current is not None and update.revision is not None and update.revision < current.revision:
+    def _on_update(self, key: str, value: bytes | None, revision: int) -> None:
+        current = self._entries.get(key)
+        if current is not None and revision and revision < current.revision:
             return  # this worker already applied a newer write of its own
-        if update.operation in _KV_DELETES or not update.value:
-            self._entries.pop(update.key, None)
+        if value is None:
+            self._entries.pop(key, None)
             entry = None
         else:
-            entry = Entry.from_json(update.value, update.revision or 0)
-            self._entries[update.key] = entry
+            entry = Entry.from_json(value, revision)
+            self._entries[key] = entry
         for listener in self.listeners:
-            listener(update.key, entry)
+            listener(key, entry)
 
     # --- reads -------------------------------------------------------------------------------
 

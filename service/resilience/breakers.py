@@ -32,6 +32,7 @@ from contracts.envelope import ErrorCategory, Reason
 from contracts.resilience import BreakerEvent
 from service.discovery import BreakerSnapshot
 from service.errors import GatewayError
+from service.kvwatch import WatchedBucket
 from service.resilience.breaker import (
     CLOSED,
     HALF_OPEN,
@@ -47,7 +48,6 @@ from service.resilience.breaker import (
     trip,
 )
 from service.resilience.failures import health_failure
-from service.resilience.kvstate import WatchedBucket
 from service.resilience.names import integration_circuit, provider_circuit
 
 log = logging.getLogger("symbia.integrations.resilience")

@@ -36,8 +36,8 @@ from contracts.envelope import ErrorCategory, Reason
 from contracts.resilience import EffectiveLimits
 from service.auth.access import Caller
 from service.errors import GatewayError
+from service.kvwatch import open_bucket
 from service.resilience.buckets import Level, until_full, wait_for
-from service.resilience.kvstate import open_bucket
 from service.resilience.names import token
 from service.resilience.policies import OrgPolicies
 

@@ -12,7 +12,7 @@ from nats.js.errors import KeyNotFoundError
 
 from contracts import subjects
 from contracts.resilience import OrgPolicy
-from service.resilience.kvstate import WatchedBucket
+from service.kvwatch import WatchedBucket
 from service.resilience.names import token
 
 

@@ -12,8 +12,8 @@ from contracts import subjects
 from handlers.payloads import PayloadStore
 from service.embedded_nats import EmbeddedNats
 from service.jobs.store import JobSettings, JobStore
+from service.kvwatch import open_bucket
 from service.registry.store import RegistryStore
-from service.resilience.kvstate import open_bucket
 from service.settings import Settings
 from service.usage.stream import ensure_stream, stream_config
 

@@ -14,7 +14,7 @@ from nats.js.kv import KeyValue
 
 from service.jsreplicas import apply_replicas, create_replicated, kv_stream
 
-log = logging.getLogger("symbia.integrations.resilience")
+log = logging.getLogger("symbia.integrations.kv")
 
 _DELETES = ("DEL", "PURGE")
 
