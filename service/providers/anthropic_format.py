@@ -22,7 +22,7 @@ import orjson
 from contracts.execute import ChatMessage, ExecuteParams
 from service.providers import chat_format
 from service.providers.base import StreamChunk
-from service.providers.errors import malformed_stream, stream_failure
+from service.providers.errors import stream_event_object, stream_failure
 
 
 class ConversionError(ValueError):
@@ -328,12 +328,7 @@ class AnthropicStreamDecoder:
         return chat_format.as_int(usage.get("input_tokens")) + cache_read + cache_write
 
     def decode(self, event: str | None, data: str) -> StreamChunk | None:
-        try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise malformed_stream(self._provider, self._operation) from None
-        if not isinstance(payload, dict):
-            raise malformed_stream(self._provider, self._operation)
+        payload = stream_event_object(self._provider, self._operation, data)
         kind = payload.get("type") or event
         if kind == "error":
             raise stream_failure(self._provider, self._operation, payload)

@@ -7,7 +7,7 @@ import orjson
 
 from contracts.execute import ExecuteParams
 from service.providers.base import StreamChunk
-from service.providers.errors import malformed_stream, stream_failure
+from service.providers.errors import stream_event_object, stream_failure
 
 # Generic finish-reason mapping (reference §3.6).
 _FINISH = {
@@ -264,12 +264,7 @@ class ChatChunkDecoder:
     def decode(self, event: str | None, data: str) -> StreamChunk | None:
         if data == "[DONE]":
             return StreamChunk(done=True)
-        try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise malformed_stream(self._provider, self._operation) from None
-        if not isinstance(payload, dict):
-            raise malformed_stream(self._provider, self._operation)
+        payload = stream_event_object(self._provider, self._operation, data)
         if payload.get("error") or event == "error":
             raise stream_failure(self._provider, self._operation, payload)
         chunk = StreamChunk(model=payload.get("model") or None)

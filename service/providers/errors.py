@@ -4,6 +4,8 @@ alone), so that callers and the circuit breaker see the right category."""
 import re
 from collections.abc import Mapping
 
+import orjson
+
 from contracts.envelope import ErrorCategory, Reason
 from service.errors import GatewayError
 
@@ -134,3 +136,14 @@ def stream_failure(provider: str, operation: str, payload: object) -> GatewayErr
 def malformed_stream(provider: str, operation: str) -> GatewayError:
     return GatewayError(f"{provider} sent a stream event the gateway cannot read", ErrorCategory.provider,
                         reason=Reason.UPSTREAM_INVALID_RESPONSE, provider=provider, operation=operation)
+
+
+def stream_event_object(provider: str, operation: str, data: str) -> dict:
+    """The JSON object of one stream event's data; anything else is a malformed stream."""
+    try:
+        payload = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise malformed_stream(provider, operation) from None
+    if not isinstance(payload, dict):
+        raise malformed_stream(provider, operation)
+    return payload

@@ -14,8 +14,6 @@ the router, a TGI server or a TEI server (README, "HuggingFace formats"):
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
-
 from contracts.execute import ExecuteParams
 from service.errors import GatewayError
 from service.providers import chat_format
@@ -23,8 +21,8 @@ from service.providers.base import OperationSpec, StreamChunk, StreamDecoder, Up
 from service.providers.errors import (
     classify_upstream,
     error_fields,
-    malformed_stream,
     retry_after_header,
+    stream_event_object,
     stream_failure,
 )
 
@@ -131,12 +129,7 @@ class TgiStreamDecoder:
         self._operation = operation
 
     def decode(self, event: str | None, data: str) -> StreamChunk | None:
-        try:
-            payload = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            raise malformed_stream(self._provider, self._operation) from None
-        if not isinstance(payload, dict):
-            raise malformed_stream(self._provider, self._operation)
+        payload = stream_event_object(self._provider, self._operation, data)
         if payload.get("error"):
             raise stream_failure(self._provider, self._operation, payload)
         token = payload.get("token") or {}
