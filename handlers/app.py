@@ -110,6 +110,11 @@ def build_app(settings: Settings, lane: str | None = None) -> FastStream:
                           render, load=interactive)
         serve(subject, run, description, replies=True)
 
+    def endpoints(prefix: str, rows) -> None:
+        """One service's request-reply subjects: (subject, handler, description) rows."""
+        for subject, handler, description in rows:
+            endpoint(subject, handler, prefix, description)
+
     def flows() -> StreamFlows:
         return state["flows"]  # type: ignore[return-value]
 
@@ -123,7 +128,7 @@ def build_app(settings: Settings, lane: str | None = None) -> FastStream:
              "Execute an LLM operation; request = ExecuteRequest JSON, reply = the HTTP body with x-status.")
 
     discovery = services.discovery
-    for subject, handler, description in (
+    endpoints(discovery.request_id_prefix, (
         (subjects.PROVIDERS_LIST, discovery.providers_list, "Providers the gateway can call (no auth)."),
         (subjects.PROVIDERS_GET, discovery.provider_get, "One provider's configuration; {provider} (no auth)."),
         (subjects.PROVIDERS_MODELS, discovery.provider_models, "Models of one provider; {provider, capability?}."),
@@ -131,11 +136,10 @@ def build_app(settings: Settings, lane: str | None = None) -> FastStream:
         (subjects.CAPABILITIES, discovery.capabilities, "Credential-aware providers and models of the caller."),
         (subjects.STATUS, discovery.status, "Registered providers and circuit-breaker states (no auth)."),
         (subjects.STATS, discovery.stats, "Counts of providers and integrations (no auth)."),
-    ):
-        endpoint(subject, handler, discovery.request_id_prefix, description)
+    ))
     # Registry and invoke (docs/REGISTRY.md).
     registry = services.registry_service
-    for subject, handler, description in (
+    endpoints(registry.request_id_prefix, (
         (subjects.REGISTRY_REGISTER, registry.register, "Register or update an integration (RegisterRequest)."),
         (subjects.REGISTRY_MCP_REGISTER, registry.mcp_register, "Register an MCP server (flat McpRegisterRequest)."),
         (subjects.REGISTRY_LIST, registry.list, "Integrations visible to the caller's org ({type?, scope?})."),
@@ -147,19 +151,17 @@ def build_app(settings: Settings, lane: str | None = None) -> FastStream:
         (subjects.REGISTRY_SEARCH, registry.search, "Search operations ({q?, tag?, integration?, limit?})."),
         (subjects.REGISTRY_PARSE_OPENAPI, registry.parse_openapi, "Preview an OpenAPI parse (ParseOpenApiRequest)."),
         (subjects.REGISTRY_PARSE_MCP, registry.parse_mcp, "Preview an MCP server's operations (ParseMcpRequest)."),
-    ):
-        endpoint(subject, handler, registry.request_id_prefix, description)
+    ))
     endpoint(subjects.INVOKE, services.invoke, services.invoke.request_id_prefix,
              "Invoke an operation of a registered integration (InvokeRequest).")
     # The MCP server endpoint's tools (docs/MCP.md); cancel is fan-out: every worker hears it.
     mcp = services.mcp_endpoint
-    for subject, handler, description in (
+    endpoints(mcp.request_id_prefix, (
         (subjects.MCP_AUTHENTICATE, mcp.authenticate, "Authenticate an MCP endpoint request ({})."),
         (subjects.MCP_TOOLS_LIST, mcp.tools_list, "One page of the caller's MCP tools ({cursor?})."),
         (subjects.MCP_TOOLS_CALL, mcp.tools_call, "Call one MCP tool ({name, arguments})."),
         (subjects.MCP_INFO, mcp.info, "MCP server info and the caller's tool count ({})."),
-    ):
-        endpoint(subject, handler, mcp.request_id_prefix, description)
+    ))
 
     @broker.subscriber(subjects.MCP_CANCEL, decoder=as_message, title=subjects.MCP_CANCEL,
                        description="Cancel a running MCP tools.call ({requestId}); fan-out, no reply.")
@@ -168,15 +170,14 @@ def build_app(settings: Settings, lane: str | None = None) -> FastStream:
 
     # Circuit breakers and org policies (docs/RESILIENCE.md).
     resilience = services.resilience_service
-    for subject, handler, description in (
+    endpoints(resilience.request_id_prefix, (
         (subjects.BREAKER_STATUS, resilience.breaker_status, "Circuit-breaker states ({})."),
         (subjects.BREAKER_RESET, resilience.breaker_reset_all, "Close every circuit (admin; {})."),
         (subjects.BREAKER_RESET_ONE, resilience.breaker_reset, "Close one circuit (admin; {provider})."),
         (subjects.POLICY_GET, resilience.policy_get, "An org's rate-limit overrides and fallback chains ({org})."),
         (subjects.POLICY_PUT, resilience.policy_put, "Replace an org's policy (admin; {org, body: OrgPolicy})."),
         (subjects.POLICY_DELETE, resilience.policy_delete, "Remove an org's policy (admin; {org})."),
-    ):
-        endpoint(subject, handler, resilience.request_id_prefix, description)
+    ))
 
     # Streams and the OpenAI-compatible routes (docs/STREAMING.md).
     stream_endpoint(subjects.EXECUTE_STREAM, services.execute.open_stream, services.execute.request_id_prefix,
@@ -197,23 +198,21 @@ def build_app(settings: Settings, lane: str | None = None) -> FastStream:
              "OpenAI-compatible model retrieval ({model}).", render=openai_error_reply)
     # Usage and the usage store (docs/USAGE.md).
     queries = services.usage_queries
-    for subject, handler, description in (
+    endpoints(queries.request_id_prefix, (
         (subjects.USAGE_SUMMARY, queries.summary, "Usage summary of the caller's org; request = UsageQuery JSON."),
         (subjects.USAGE_LOGS, queries.logs, "Usage rows of the caller's org; request = UsageLogsQuery JSON."),
         (subjects.USAGE_BY_USER, queries.by_user, "Usage per user of the caller's org; request = UsageQuery JSON."),
         (subjects.DB_STATUS, queries.db_status, "Usage store status; request = {}."),
         (subjects.DB_EXPORT, queries.db_export, "Admin: snapshot of the SQLite usage store; request = {}."),
-    ):
-        endpoint(subject, handler, queries.request_id_prefix, description)
+    ))
 
     jobs = services.jobs
-    for subject, handler, description in (
+    endpoints(jobs.request_id_prefix, (
         (subjects.JOBS_SUBMIT, jobs.submit, "Queue a batch of jobs; request = JobBatch, reply 202 = JobsAccepted."),
         (subjects.JOBS_GET, jobs.get, "A job's status and result; {id} (the caller's organization only)."),
         (subjects.JOBS_CANCEL, jobs.cancel, "Cancel a queued job; {id}."),
         (subjects.JOBS_GRANT, jobs.grant, "A grant and job key to publish jobs straight to integrations.v1.jobs.*."),
-    ):
-        endpoint(subject, handler, jobs.request_id_prefix, description)
+    ))
 
     ping_reply = WorkerPing(worker=WORKER_ID, version=__version__).model_dump_json().encode()
 
