@@ -13,10 +13,11 @@ Every request is recorded (method, path, headers, JSON body) for assertions.
 
 import asyncio
 import json
-import threading
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.loopback import ServerThread
 
 API_KEY = "hf_test"
 DIM = 8
@@ -27,13 +28,12 @@ def _vector(text: str) -> list[float]:
     return [round(((seed * (i + 7)) % 97) / 97.0, 6) for i in range(DIM)]
 
 
-class FakeHuggingFace:
+class FakeHuggingFace(ServerThread):
+    name = "fake-huggingface"
+
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[dict[str, Any]] = []
-        self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
 
     # --- behaviour -----------------------------------------------------------------------
 
@@ -143,7 +143,7 @@ class FakeHuggingFace:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    def _app(self) -> web.Application:
+    def build_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/generate", self.generate)
@@ -152,30 +152,3 @@ class FakeHuggingFace:
         app.router.add_post("/hf-inference/models/{model:.+}/pipeline/feature-extraction", self.embed)
         app.router.add_post("/v1/embeddings", self.openai_embeddings)
         return app
-
-    def start(self) -> "FakeHuggingFace":
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._runner = web.AppRunner(self._app(), access_log=None)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            self._loop.run_until_complete(site.start())
-            port = site._server.sockets[0].getsockname()[1]
-            self.url = f"http://127.0.0.1:{port}"
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-huggingface", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake HuggingFace server did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop and self._runner:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(10)

@@ -8,12 +8,12 @@ Every `/v1` route demands `X-Service-Auth: internal`, which is what the gateway 
 A real HTTP server on loopback (aiohttp, own thread and loop); requests are recorded (header names in lower case).
 """
 
-import asyncio
 import json
-import threading
 from typing import Any
 
 from aiohttp import web
+
+from tests.fakes.loopback import ServerThread
 
 MODELS = [
     {"id": "smollm2-135m", "object": "model", "owned_by": "symbia-labs", "capabilities": ["chat", "completion"],
@@ -34,13 +34,12 @@ def _bad_request(message: str) -> web.Response:
     return web.json_response({"error": {"message": message, "type": "invalid_request_error"}}, status=400)
 
 
-class FakeModelsService:
+class FakeModelsService(ServerThread):
+    name = "fake-models-service"
+
     def __init__(self) -> None:
+        super().__init__()
         self.requests: list[dict[str, Any]] = []
-        self.url = ""
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
 
     @web.middleware
     async def _service_auth(self, request: web.Request, handler) -> web.StreamResponse:
@@ -107,36 +106,10 @@ class FakeModelsService:
         return web.json_response({"object": "list", "data": data, "model": body.get("model"),
                                   "usage": {"prompt_tokens": 2 * len(inputs), "total_tokens": 2 * len(inputs)}})
 
-    def _app(self) -> web.Application:
+    def build_app(self) -> web.Application:
         app = web.Application(middlewares=[self._service_auth])
         app.router.add_get("/health", self.health)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/v1/chat/completions", self.chat)
         app.router.add_post("/v1/embeddings", self.embeddings)
         return app
-
-    def start(self) -> "FakeModelsService":
-        ready = threading.Event()
-
-        def run() -> None:
-            self._loop = asyncio.new_event_loop()
-            self._runner = web.AppRunner(self._app(), access_log=None)
-            self._loop.run_until_complete(self._runner.setup())
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            self._loop.run_until_complete(site.start())
-            self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
-            ready.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=run, name="fake-models-service", daemon=True)
-        self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("fake Models service did not start")
-        return self
-
-    def stop(self) -> None:
-        if self._loop and self._runner:
-            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._thread:
-            self._thread.join(10)
