@@ -15,19 +15,14 @@ process), then measures sequential interactive executes (over NATS and over HTTP
 import argparse
 import asyncio
 import os
-import re
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 import nats
 import orjson
 
-from bench.latency import BODY, KEY, free_port, percentiles, wait_ready
+from bench.latency import BODY, KEY, percentiles
+from bench.stack import served
 
 JOB = orjson.loads(BODY)
 
@@ -109,34 +104,11 @@ def main() -> None:
     parser.add_argument("--yield-lag-ms", type=float, default=None,
                         help="INTEGRATIONS_JOB_YIELD_LAG_MS (0 disables holding jobs back; default: the setting's)")
     args = parser.parse_args()
-    bin_dir = Path(sys.executable).parent
-    mock_port, http_port = free_port(), free_port()
-    mock = subprocess.Popen([sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port),
-                             "--delay-ms", str(args.delay_ms)])
-    work = tempfile.mkdtemp(prefix="bench-jobs-")
-    env = {**os.environ, "INTEGRATIONS_DATA_DIR": work, "INTEGRATIONS_PORT": str(http_port),
-           "INTEGRATIONS_HOST": "127.0.0.1", "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1",
-           "OPENAI_API_KEY": "sk-bench", "INTEGRATIONS_API_KEYS": KEY,
-           "INTEGRATIONS_JOB_CONCURRENCY": str(args.job_concurrency), "INTEGRATIONS_JOB_BATCH_MAX": "1000",
-           # one key sends thousands of requests and jobs a minute: no per-user limit
-           # (bench/resilience.py measures what the limits cost)
-           "INTEGRATIONS_RATE_LIMIT_ENABLED": "false"}
+    env = {"INTEGRATIONS_JOB_CONCURRENCY": str(args.job_concurrency), "INTEGRATIONS_JOB_BATCH_MAX": "1000"}
     if args.yield_lag_ms is not None:
         env["INTEGRATIONS_JOB_YIELD_LAG_MS"] = str(args.yield_lag_ms)
-    env.pop("NATS_URL", None)
-    log = Path(work) / "serve.log"
-    serve = subprocess.Popen([str(bin_dir / "symbia-integrations"), "serve"], env=env, cwd=work,
-                             stderr=log.open("w"))
-    try:
-        gateway = f"http://127.0.0.1:{http_port}"
-        wait_ready(gateway, serve)
-        nats_url = re.search(r"NATS: (nats://\S+)", log.read_text()).group(1)
-        out = asyncio.run(measure(args, gateway, nats_url))
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(60)
-        mock.terminate()
-        mock.wait(10)
+    with served("bench-jobs-", env, mock_args=("--delay-ms", str(args.delay_ms))) as gw:
+        out = asyncio.run(measure(args, gw.url, gw.nats_url))
     lag = "default" if args.yield_lag_ms is None else f"{args.yield_lag_ms:g} ms"
     print(f"upstream delay {args.delay_ms:g} ms, job slots {args.job_concurrency}, yield lag {lag}, {args.jobs} jobs, "
           f"{args.requests} sequential interactive requests per row, load avg {os.getloadavg()[0]:.2f}")

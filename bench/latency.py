@@ -7,31 +7,18 @@ the gateway, and over NATS to the workers. Starts the mock and `symbia-integrati
 
 import argparse
 import asyncio
-import os
-import re
-import signal
-import socket
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 import nats
 import orjson
 
+from bench.stack import KEY, served
+
 BODY = orjson.dumps({"provider": "openai", "operation": "chat.completions",
                      "params": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}})
 UPSTREAM_BODY = orjson.dumps({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]})
-KEY = "bench-key"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -77,51 +64,12 @@ async def measure(n: int, mock_url: str, gateway_url: str, nats_url: str) -> dic
     return results
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout_s: float = 30) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit("serve exited during start-up")
-        try:
-            with urllib.request.urlopen(f"{url}/health/ready", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("serve did not become ready")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     args = parser.parse_args()
-    bin_dir = Path(sys.executable).parent
-    mock_port, http_port = free_port(), free_port()
-    mock = subprocess.Popen([sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)])
-    work = tempfile.mkdtemp(prefix="bench-")
-    env = {**os.environ, "INTEGRATIONS_DATA_DIR": work, "INTEGRATIONS_PORT": str(http_port),
-           "INTEGRATIONS_HOST": "127.0.0.1", "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1",
-           "OPENAI_API_KEY": "sk-bench", "INTEGRATIONS_API_KEYS": KEY,
-           # one key sends thousands of requests a minute: no per-user limit (bench/resilience.py
-           # measures what the limits cost)
-           "INTEGRATIONS_RATE_LIMIT_ENABLED": "false"}
-    env.pop("NATS_URL", None)
-    log = Path(work) / "serve.log"
-    serve = subprocess.Popen([str(bin_dir / "symbia-integrations"), "serve"], env=env, cwd=work,
-                             stderr=log.open("w"))
-    try:
-        gateway = f"http://127.0.0.1:{http_port}"
-        wait_ready(gateway, serve)
-        nats_url = re.search(r"NATS: (nats://\S+)", log.read_text()).group(1)
-        results = asyncio.run(measure(args.requests, f"http://127.0.0.1:{mock_port}", gateway, nats_url))
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(60)
-        mock.terminate()
-        mock.wait(10)
+    with served("bench-") as gw:
+        results = asyncio.run(measure(args.requests, gw.mock_url, gw.url, gw.nats_url))
     direct_p50, _ = percentiles(results["direct"])
     print(f"{args.requests} sequential requests per path (aiohttp / nats-py client, after 200 warm-up)")
     print(f"{'path':<8} {'p50 ms':>8} {'p99 ms':>8} {'added p50 ms':>13}")

@@ -27,8 +27,9 @@ import uvicorn
 
 from api.app import create_app
 from api.settings import ApiSettings
-from bench.latency import free_port, percentiles
+from bench.latency import percentiles
 from bench.registry import HEADERS, KEY, bus, large_spec, timed, wait_port
+from bench.stack import free_port
 from handlers.app import build_app
 from service.embedded_nats import EmbeddedNats
 from service.settings import Settings

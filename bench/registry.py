@@ -21,7 +21,8 @@ import aiohttp
 import nats
 import orjson
 
-from bench.latency import free_port, percentiles
+from bench.latency import percentiles
+from bench.stack import free_port
 from handlers.app import build_app
 from service.embedded_nats import EmbeddedNats
 from service.settings import Settings

@@ -3,7 +3,9 @@ upstream, a nats-server with JetStream in a temp dir (the venv's binary, the rep
 as `serve` embeds it), then `symbia-integrations api` and N `symbia-integrations worker`
 processes, each its own process (the CLI execs, so the pids are the processes measured)."""
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -12,6 +14,8 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from bench import stats
@@ -41,6 +45,51 @@ def wait_http(url: str, proc: subprocess.Popen | None, timeout_s: float = 30) ->
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{url} did not answer 200 within {timeout_s:g}s")
+
+
+@dataclass
+class Served:
+    """`symbia-integrations serve` (embedded NATS, worker, api) in front of the bench mock."""
+
+    mock_url: str
+    url: str
+    nats_url: str
+    work: Path
+    process: subprocess.Popen
+
+
+@contextlib.contextmanager
+def served(prefix: str, env: dict[str, str | None] | None = None, mock_args: Sequence[str] = (),
+           prepare: Callable[[Path], None] | None = None) -> Iterator[Served]:
+    """The feature benchmarks' gateway: the mock, then `serve` with a caller key, the mock as
+    OpenAI and rate limits off (one key sends thousands of requests a minute; bench/resilience.py
+    measures what the limits cost); `env` adds or overrides settings (None: unset), `prepare(work dir)` runs
+    before `serve` starts. Stops both on exit."""
+    mock_port, http_port = free_port(), free_port()
+    mock = subprocess.Popen([sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port), *mock_args])
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    full_env = {**os.environ, "INTEGRATIONS_DATA_DIR": str(work), "INTEGRATIONS_PORT": str(http_port),
+                "INTEGRATIONS_HOST": "127.0.0.1", "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1",
+                "OPENAI_API_KEY": "sk-bench", "INTEGRATIONS_API_KEYS": KEY,
+                "INTEGRATIONS_RATE_LIMIT_ENABLED": "false", "NATS_URL": None, **(env or {})}
+    full_env = {name: value for name, value in full_env.items() if value is not None}
+    if prepare is not None:
+        prepare(work)
+    log = work / "serve.log"
+    serve = subprocess.Popen([str(BIN / "symbia-integrations"), "serve"], env=full_env, cwd=work,
+                             stderr=log.open("w"))
+    try:
+        url = f"http://127.0.0.1:{http_port}"
+        wait_http(f"{url}/health/ready", serve)
+        found = re.search(r"NATS: (nats://\S+)", log.read_text())
+        if found is None:
+            raise RuntimeError(f"serve did not report its NATS url (log: {log})")
+        yield Served(f"http://127.0.0.1:{mock_port}", url, found.group(1), work, serve)
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(60)
+        mock.terminate()
+        mock.wait(10)
 
 
 class Mock:

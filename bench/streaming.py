@@ -14,19 +14,14 @@ content byte (TTFB) and the cost per chunk. Starts the bench mock upstream and
 
 import argparse
 import asyncio
-import os
 import re
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-from pathlib import Path
 
 import aiohttp
 import orjson
 
-from bench.latency import KEY, free_port, percentiles, wait_ready
+from bench.latency import KEY, percentiles
+from bench.stack import served
 
 CONTENT = re.compile(rb'"content":"[^"]')
 MESSAGES = [{"role": "user", "content": "hi"}]
@@ -87,32 +82,8 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=500)
     parser.add_argument("--streams", type=int, default=30)
     args = parser.parse_args()
-    bin_dir = Path(sys.executable).parent
-    mock_port, http_port = free_port(), free_port()
-    mock = subprocess.Popen([sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)])
-    work = tempfile.mkdtemp(prefix="bench-stream-")
-    env = {**os.environ, "INTEGRATIONS_DATA_DIR": work, "INTEGRATIONS_PORT": str(http_port),
-           "INTEGRATIONS_HOST": "127.0.0.1", "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1",
-           "OPENAI_API_KEY": "sk-bench", "INTEGRATIONS_API_KEYS": KEY,
-           # one key sends thousands of requests a minute: no per-user limit (bench/resilience.py
-           # measures what the limits cost)
-           "INTEGRATIONS_RATE_LIMIT_ENABLED": "false"}
-    env.pop("NATS_URL", None)
-    log = Path(work) / "serve.log"
-    serve = subprocess.Popen([str(bin_dir / "symbia-integrations"), "serve"], env=env, cwd=work,
-                             stderr=log.open("w"))
-    try:
-        gateway = f"http://127.0.0.1:{http_port}"
-        wait_ready(gateway, serve)
-        if not re.search(r"NATS: (nats://\S+)", log.read_text()):
-            raise SystemExit("serve did not report its NATS url")
-        results = asyncio.run(measure(args.requests, args.chunks, args.streams, f"http://127.0.0.1:{mock_port}",
-                                      gateway))
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(60)
-        mock.terminate()
-        mock.wait(10)
+    with served("bench-stream-") as gw:
+        results = asyncio.run(measure(args.requests, args.chunks, args.streams, gw.mock_url, gw.url))
     direct_ttfb, _ = percentiles(results["direct"]["ttfb"])
     direct_long, _ = percentiles(results["direct"]["long"])
     print(f"TTFB: {args.requests} sequential 20-token streams per path; per chunk: {args.streams} streams of "

@@ -19,12 +19,8 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import secrets
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -35,7 +31,8 @@ import nats
 import orjson
 import uvloop
 
-from bench.latency import BODY, KEY, free_port, measure, wait_ready
+from bench.latency import BODY, KEY, measure
+from bench.stack import served
 from contracts.usage import UsageEvent, usage_subject
 from service.auth.access import Caller
 from service.auth.principal import Principal
@@ -158,38 +155,18 @@ CPU: dict[bool, list[float]] = {}
 
 
 def run_serve(usage: bool, requests: int, writer: bool = True) -> dict[str, list[float]]:
-    bin_dir = Path(sys.executable).parent
-    mock_port, http_port = free_port(), free_port()
-    mock = subprocess.Popen([sys.executable, "-m", "bench.mock_upstream", "--port", str(mock_port)])
-    work = tempfile.mkdtemp(prefix="bench-usage-")
-    env = {**os.environ, "INTEGRATIONS_DATA_DIR": work, "INTEGRATIONS_PORT": str(http_port),
-           "INTEGRATIONS_HOST": "127.0.0.1", "OPENAI_BASE_URL": f"http://127.0.0.1:{mock_port}/v1",
-           "OPENAI_API_KEY": "sk-bench", "INTEGRATIONS_API_KEYS": KEY,
-           "INTEGRATIONS_USAGE_EVENTS": "true" if usage else "false",
-           # one key sends thousands of requests a minute: no per-user limit (bench/resilience.py
-           # measures what the limits cost)
-           "INTEGRATIONS_RATE_LIMIT_ENABLED": "false"}
-    env.pop("NATS_URL", None)
-    env.pop("DATABASE_URL", None)
-    if not writer:  # the bench holds the writer lock: the worker only publishes (a host's other workers)
-        WriterLock(Path(work) / "usage.db.writer.lock").try_acquire()
-    log = Path(work) / "serve.log"
-    serve = subprocess.Popen([str(bin_dir / "symbia-integrations"), "serve"], env=env, cwd=work,
-                             stderr=log.open("w"))
-    try:
-        gateway = f"http://127.0.0.1:{http_port}"
-        wait_ready(gateway, serve)
-        nats_url = re.search(r"NATS: (nats://\S+)", log.read_text()).group(1)
-        cpu = tree_cpu_s(serve.pid)
-        results = asyncio.run(measure(requests, f"http://127.0.0.1:{mock_port}", gateway, nats_url))
+    env = {"INTEGRATIONS_USAGE_EVENTS": "true" if usage else "false", "DATABASE_URL": None}
+
+    def hold_writer_lock(work: Path) -> None:
+        # the bench holds the writer lock: the worker only publishes (a host's other workers)
+        WriterLock(work / "usage.db.writer.lock").try_acquire()
+
+    with served("bench-usage-", env, prepare=None if writer else hold_writer_lock) as gw:
+        cpu = tree_cpu_s(gw.process.pid)
+        results = asyncio.run(measure(requests, gw.mock_url, gw.url, gw.nats_url))
         gateway_requests = sum(len(v) + min(200, requests) for k, v in results.items() if k != "direct")
-        CPU.setdefault(usage, []).append((tree_cpu_s(serve.pid) - cpu) / gateway_requests * 1e6)
+        CPU.setdefault(usage, []).append((tree_cpu_s(gw.process.pid) - cpu) / gateway_requests * 1e6)
         return results
-    finally:
-        serve.send_signal(signal.SIGTERM)
-        serve.wait(60)
-        mock.terminate()
-        mock.wait(10)
 
 
 def e2e(requests: int, rounds: int, writer: bool) -> None:
