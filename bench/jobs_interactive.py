@@ -21,19 +21,10 @@ import aiohttp
 import nats
 import orjson
 
-from bench.latency import BODY, KEY, percentiles
+from bench.latency import BODY, KEY, percentiles, timed
 from bench.stack import served
 
 JOB = orjson.loads(BODY)
-
-
-async def sequential(n: int, call) -> list[float]:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
 
 
 async def measure(args, gateway: str, nats_url: str) -> dict:
@@ -62,12 +53,12 @@ async def measure(args, gateway: str, nats_url: str) -> dict:
                 assert r.status == 200, await r.text()
                 await r.read()
 
-        await sequential(200, via_nats)         # warm-up
-        await sequential(100, via_http)
+        await timed(200, via_nats, warmup=0)         # warm-up
+        await timed(100, via_http, warmup=0)
         out["idle nats"], out["idle http"] = [], []
         for _ in range(args.requests):
-            out["idle nats"] += await sequential(1, via_nats)
-            out["idle http"] += await sequential(1, via_http)
+            out["idle nats"] += await timed(1, via_nats, warmup=0)
+            out["idle http"] += await timed(1, via_http, warmup=0)
 
         submitted = time.perf_counter()
         ids: list[str] = []
@@ -82,8 +73,8 @@ async def measure(args, gateway: str, nats_url: str) -> dict:
         window_start, done_before = time.perf_counter(), len(done)
         out["busy nats"], out["busy http"] = [], []
         for _ in range(args.requests):
-            out["busy nats"] += await sequential(1, via_nats)
-            out["busy http"] += await sequential(1, via_http)
+            out["busy nats"] += await timed(1, via_nats, warmup=0)
+            out["busy http"] += await timed(1, via_http, warmup=0)
         window = time.perf_counter() - window_start
         out["jobs_in_window"] = len(done) - done_before
         out["window_s"] = window

@@ -26,8 +26,9 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(ordered), ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
 
 
-async def timed(n: int, call) -> list[float]:
-    for _ in range(min(200, n)):  # warm-up
+async def timed(n: int, call, warmup: int = 200) -> list[float]:
+    """Milliseconds of `n` sequential calls, after up to `warmup` unmeasured ones."""
+    for _ in range(min(warmup, n)):
         await call()
     samples = []
     for _ in range(n):

@@ -11,11 +11,8 @@ with the official SDK client:
     .venv/bin/python -m bench.mcp [--requests 300]
 """
 
-import argparse
 import asyncio
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,10 +25,9 @@ import uvicorn
 from api.app import create_app
 from api.settings import ApiSettings
 from bench.latency import percentiles
-from bench.registry import HEADERS, KEY, bus, large_spec, timed, wait_port
+from bench.registry import HEADERS, KEY, bus, large_spec, main_with_peers, timed
 from bench.stack import free_port
 from handlers.app import build_app
-from service.embedded_nats import EmbeddedNats
 from service.settings import Settings
 
 ENDPOINT = "/api/integrations/mcp"
@@ -104,28 +100,7 @@ async def run(n: int, nats_url: str, httpbin: str, mcp_url: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=300)
-    args = parser.parse_args()
-    nats_server = EmbeddedNats(Path(tempfile.mkdtemp(prefix="bench-nats-")) / "js")
-    nats_url = nats_server.start()
-    hb_port, mcp_port = free_port(), free_port()
-    peers = [
-        subprocess.Popen([str(Path(sys.executable).parent / "httpbinx"), "server", "--host", "127.0.0.1", "--port",
-                          str(hb_port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-        subprocess.Popen([sys.executable, "-m", "tests.fakes.mcp_server", "http", str(mcp_port)],
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
-    ]
-    httpbin, mcp_url = f"http://127.0.0.1:{hb_port}", f"http://127.0.0.1:{mcp_port}/mcp"
-    try:
-        wait_port(f"{httpbin}/openapi.json")
-        wait_port(mcp_url)
-        asyncio.run(run(max(1, min(args.requests, 5000)), nats_url, httpbin, mcp_url))
-    finally:
-        for peer in peers:
-            peer.terminate()
-            peer.wait(10)
-        nats_server.stop()
+    main_with_peers(run, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import nats
 import orjson
 
 from bench.latency import percentiles
+from bench.latency import timed as latency_timed
 from bench.stack import free_port
 from handlers.app import build_app
 from service.embedded_nats import EmbeddedNats
@@ -68,14 +69,7 @@ async def bus(nc, subject: str, body: dict) -> dict:
 
 
 async def timed(n: int, call) -> list[float]:
-    for _ in range(min(50, n)):
-        await call()
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        await call()
-        samples.append((time.perf_counter() - start) * 1000)
-    return samples
+    return await latency_timed(n, call, warmup=50)
 
 
 async def run(n: int, nats_url: str, httpbin: str, mcp_url: str) -> None:
@@ -129,8 +123,10 @@ async def run(n: int, nats_url: str, httpbin: str, mcp_url: str) -> None:
         print(f"{name:32s} p50 {p50:6.2f} ms  p99 {p99:6.2f} ms  ({len(samples)} requests)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def main_with_peers(run, description: str) -> None:
+    """`--requests`, then `run(n, nats_url, httpbin_url, mcp_url)` against a private NATS server,
+    httpbinx and the SDK test MCP server (bench/mcp.py uses it too)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--requests", type=int, default=300)
     args = parser.parse_args()
     nats_server = EmbeddedNats(Path(tempfile.mkdtemp(prefix="bench-nats-")) / "js")
@@ -152,6 +148,10 @@ def main() -> None:
             peer.terminate()
             peer.wait(10)
         nats_server.stop()
+
+
+def main() -> None:
+    main_with_peers(run, __doc__.split("\n\n")[0])
 
 
 if __name__ == "__main__":
