@@ -38,7 +38,7 @@ async def test_a_broken_stream_ends_with_an_error_event(script, reason):
         await fake.flush()
         response = await client.post("/api/integrations/execute", json=BODY)
         await fake.close()
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     events = json_events(response.text)
     assert events[0] == ("delta", {"content": "piece 1"})
     name, envelope = events[-1]
