@@ -35,6 +35,7 @@ from service import __version__
 from service.container import Services
 from service.jobs.runner import JobRunner
 from service.jobs.store import JobSettings, JobStore
+from service.jsreplicas import jetstream_answering, object_stream
 from service.openai_compat import openai_error_reply
 from service.settings import Settings
 
@@ -227,6 +228,7 @@ def build_app(settings: Settings, lane: str | None = None) -> FastStream:
         # handler uses must exist before the subscribers start, so connect here (broker.start()
         # reuses the connection) and build the shared state on it.
         nc = await broker.connect()
+        await jetstream_answering(nc.jetstream(), object_stream(subjects.PAYLOAD_BUCKET))
         state["payloads"] = PayloadStore(nc, settings.js_replicas)
         await state["payloads"].bucket()  # exists before any client needs it (docs/CONTRACTS.md)
         await services.start(nc)

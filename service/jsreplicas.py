@@ -8,12 +8,14 @@ one replica with a warning when the server cannot place more (a single server, o
 too few nodes up): the next worker start scales it up once the peers are there.
 """
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+import nats.errors
 from nats.js import JetStreamContext
-from nats.js.errors import APIError, NotFoundError
+from nats.js.errors import APIError, NotFoundError, ServiceUnavailableError
 
 log = logging.getLogger("symbia.integrations.jetstream")
 
@@ -70,3 +72,23 @@ async def apply_replicas(js: JetStreamContext, stream: str, replicas: int) -> No
     except Exception as exc:
         log.warning("%s keeps %d replicas: the server refused %d (%s)", stream, current, replicas,
                     getattr(exc, "description", None) or exc)
+
+
+async def jetstream_answering(js: JetStreamContext, stream: str, timeout_s: float = 60.0) -> None:
+    """Wait until JetStream answers an API request (here: about `stream`, which the caller may
+    read; "not found" is an answer). A cluster that is still electing its leaders, or a loaded
+    one, times requests out for a while after the servers accept connections; a worker that
+    started then would otherwise die on its first asset."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while True:
+        try:
+            await js.stream_info(stream)
+            return
+        except NotFoundError:
+            return
+        except (nats.errors.TimeoutError, nats.errors.NoRespondersError, ServiceUnavailableError) as exc:
+            if loop.time() >= deadline:
+                raise
+            log.warning("JetStream is not answering yet (%s); retrying", type(exc).__name__)
+            await asyncio.sleep(1.0)
